@@ -1,0 +1,36 @@
+"""Backbones by name: one registry, one constructor signature (as timm does it).
+
+``build_backbone(name, in_channels=3, stem="cifar")`` returns an ``nn.Module`` mapping images
+(N, C, H, W) to features (N, D) with ``.feature_dim == D``.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+from torch import nn
+
+from ..errors import unknown
+from .resnet import BasicBlock, Bottleneck, ResNet
+
+_WIDE = [64, 128, 256, 512]
+
+BACKBONES = {
+    "resnet18": partial(ResNet, BasicBlock, [2, 2, 2, 2], _WIDE),
+    "resnet34": partial(ResNet, BasicBlock, [3, 4, 6, 3], _WIDE),
+    "resnet50": partial(ResNet, Bottleneck, [3, 4, 6, 3], _WIDE),
+    # For 8x8 and 16x16 inputs (the digits demo): three stages, 8 -> 4 -> 2 at 8x8, 128-d features.
+    "resnet-small": partial(ResNet, BasicBlock, [1, 1, 1], [32, 64, 128]),
+}
+
+STEMS = ("cifar", "imagenet")
+
+
+def build_backbone(name: str, in_channels: int = 3, stem: str = "cifar",
+                   zero_init_residual: bool = False) -> nn.Module:
+    if name not in BACKBONES:
+        raise unknown("backbone", name, BACKBONES)
+    if stem not in STEMS:
+        raise unknown("stem", stem, STEMS)
+    model = BACKBONES[name](in_channels=in_channels, stem=stem, zero_init_residual=zero_init_residual)
+    model.spec = {"name": name, "in_channels": in_channels, "stem": stem}
+    return model

@@ -1,0 +1,209 @@
+"""The ``selfsup`` command: argument parsing and user-facing errors only; the work is in the API.
+
+Every mistake a user can make ends in one line on stderr and exit status 2; a training failure in
+one line and status 1; an interruption (Ctrl-C, SIGTERM) after a checkpoint in status 130.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from .errors import TrainingError, UsageError, closest_first, unknown
+
+COMMANDS = {
+    "demo": "BYOL on the bundled digits, on the CPU, in about a minute",
+    "train": "pretrain an encoder (a recipe, a method, a dataset)",
+    "eval": "evaluate a run's encoder (kNN top-1)",
+    "embed": "write a run's embeddings of a dataset to a .npy file",
+    "data": "list the data sources and where each was found",
+    "methods": "list the methods and their papers",
+    "recipes": "list the shipped recipes",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        m = re.match(r"unrecognized arguments: (\S+)", message)
+        if m:
+            options = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+            message = (f"unknown option {m.group(1)}; valid options for {self.prog}: "
+                       + ", ".join(closest_first(m.group(1), options)))
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="selfsup", description="Self-supervised representation learning.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    demo = sub.add_parser("demo", help=COMMANDS["demo"], prog="selfsup demo")
+    demo.add_argument("--epochs", type=int, default=None, help="override the demo's epoch count")
+    demo.add_argument("--out", default=None, help="run folder (default runs/demo-<timestamp>)")
+    demo.add_argument("--device", default="cpu")
+
+    train = sub.add_parser("train", help=COMMANDS["train"], prog="selfsup train")
+    train.add_argument("recipe", nargs="?", help="a shipped recipe name (see `selfsup recipes`) or a YAML file")
+    train.add_argument("--method")
+    train.add_argument("--data", help="digits | fashion-mnist | folder:PATH | npy:PATH | npz:PATH")
+    train.add_argument("--data-dir", help="where the dataset's files are")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    train.add_argument("--out", help="run folder (default runs/<method>-<data>-<timestamp>)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override any config key, e.g. --set optim.lr=0.5 (repeatable)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+
+    ev = sub.add_parser("eval", help=COMMANDS["eval"], prog="selfsup eval")
+    ev.add_argument("run_dir")
+    ev.add_argument("--data", help="evaluate on another labelled dataset (default: the run's)")
+    ev.add_argument("--data-dir")
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    em = sub.add_parser("embed", help=COMMANDS["embed"], prog="selfsup embed")
+    em.add_argument("run_dir")
+    em.add_argument("--data", required=True)
+    em.add_argument("--data-dir")
+    em.add_argument("--split", default="test", choices=["train", "test"])
+    em.add_argument("--out", required=True, help="output .npy file")
+    em.add_argument("--device", default="auto")
+
+    data = sub.add_parser("data", help=COMMANDS["data"], prog="selfsup data")
+    data.add_argument("--data-dir")
+    sub.add_parser("methods", help=COMMANDS["methods"], prog="selfsup methods")
+    sub.add_parser("recipes", help=COMMANDS["recipes"], prog="selfsup recipes")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rich.console import Console
+    err = Console(stderr=True, highlight=False)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+            raise unknown("command", argv[0], COMMANDS)
+        args = _parser().parse_args(argv)
+        if args.command is None:
+            _parser().print_help()
+            return 2
+        return globals()[f"_cmd_{args.command}"](args) or 0
+    except UsageError as e:
+        err.print(f"[red]error:[/] {e}", soft_wrap=True)
+        return 2
+    except TrainingError as e:
+        err.print(f"[red]training stopped:[/] {e}", soft_wrap=True)
+        return 1
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    except Exception as e:  # only the Interrupted signal path is expected here
+        from .train import Interrupted
+        if isinstance(e, Interrupted):
+            err.print(f"[yellow]interrupted:[/] {e}", soft_wrap=True)
+            return 130
+        raise
+
+
+def _train_with_progress(cfg=None, out=None, resume=None) -> dict:
+    from .progress import ConsoleReporter
+    from .train import train
+    reporter = ConsoleReporter()
+    try:
+        return train(cfg, out=out, resume=resume, reporter=reporter)
+    finally:
+        reporter.close()
+
+
+def _cmd_demo(args) -> int:
+    from .config import build_config
+    cfg = build_config("byol-digits", device=args.device, epochs=args.epochs)
+    out = args.out or f"runs/{_stamp('demo')}"
+    summary = _train_with_progress(cfg, out=out)
+    print(f"\nBYOL on digits: {summary['epochs']} epochs in {summary['train_seconds']:.0f} s "
+          f"({summary['images_per_second']:,.0f} images/s on {summary['versions']['device']})")
+    print(f"kNN top-1 (k={cfg.eval.knn_k}, T={cfg.eval.knn_t}) on the digits test split:")
+    print(f"  BYOL encoder  {summary['knn_top1']:.4f}")
+    print(f"  raw pixels    {summary['knn_top1_raw_pixels']:.4f}")
+    print(f"run folder: {summary['run_dir']}  (selfsup eval {summary['run_dir']})")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from .config import build_config
+    if args.resume:
+        given = [f"--{k.replace('_', '-')}" for k in ("method", "data", "epochs", "batch_size", "device", "out")
+                 if getattr(args, k) is not None] + (["RECIPE"] if args.recipe else []) + (["--set"] if args.set else [])
+        if given:
+            raise UsageError(f"--resume continues a run with its own config; drop {', '.join(given)}")
+        summary = _train_with_progress(resume=args.resume)
+    else:
+        cfg = build_config(args.recipe, args.set, method=args.method, data=args.data, data_dir=args.data_dir,
+                           epochs=args.epochs, batch_size=args.batch_size, device=args.device)
+        summary = _train_with_progress(cfg, out=args.out)
+    if summary.get("finished"):
+        print(f"kNN top-1 {summary['knn_top1']}" if summary.get("knn_top1") is not None else "no labels: kNN skipped")
+        print(f"run folder: {summary['run_dir']}")
+    else:
+        print(f"stopped after epoch {summary['epochs_done']} of {summary['epochs']} (train.stop_after); continue with: "
+              f"selfsup train --resume {args.out or args.resume}")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from .evaluate.run import evaluate_run
+    result = evaluate_run(args.run_dir, data=args.data, data_dir=args.data_dir, device=args.device)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+        table = Table(title=f"{args.run_dir}")
+        table.add_column("protocol")
+        table.add_column("data")
+        table.add_column("top-1", justify="right")
+        table.add_row(f"kNN k={result['k']} T={result['t']}", result["dataset"], f"{result['knn_top1']:.4f}")
+        table.add_row("kNN on raw pixels", result["dataset"], f"{result['knn_top1_raw_pixels']:.4f}")
+        Console().print(table)
+    return 0
+
+
+def _cmd_embed(args) -> int:
+    from .encoder import embed
+    from .train import resolve_device
+    array = embed(args.run_dir, args.data, split=args.split, out=args.out, data_dir=args.data_dir,
+                  device=resolve_device(args.device))
+    print(f"wrote {array.shape[0]} embeddings of dimension {array.shape[1]} to {args.out}")
+    return 0
+
+
+def _cmd_data(args) -> int:
+    from .data import describe_sources
+    for source in describe_sources(args.data_dir):
+        state = "available" if source["available"] else "not found"
+        print(f"{source['name']:<15} {state:<10} {source['location']}  {source.get('note', '')}".rstrip())
+    return 0
+
+
+def _cmd_methods(args) -> int:
+    from .methods import METHODS
+    for name, cls in METHODS.items():
+        print(f"{name:<12} {cls.paper}")
+    return 0
+
+
+def _cmd_recipes(args) -> int:
+    from .config import recipe_names
+    print("\n".join(recipe_names()))
+    return 0
+
+
+def _stamp(prefix: str) -> str:
+    import time
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

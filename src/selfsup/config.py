@@ -1,0 +1,334 @@
+"""Typed configuration: dataclasses, YAML recipes, ``--set key=value`` overrides, validation.
+
+A config is resolved in layers, each validated key by key (an unknown key or a value of the wrong
+type is a :class:`~selfsup.errors.UsageError` naming the valid keys, closest first):
+
+1. the dataclass defaults below;
+2. a recipe: a YAML file path, or the name of one shipped in ``selfsup/recipes``; with no recipe,
+   the shipped ``<method>-<data>`` recipe when there is one;
+3. ``--set a.b.c=value`` overrides (values parsed as YAML: ``--set optim.lr=0.5``,
+   ``--set augment.common.crop_scale=[0.2,1.0]``, ``--set augment.views.1.solarize_p=0.3``);
+4. the explicit command-line flags (``--epochs``, ``--batch-size`` ...).
+
+The resolved config (with the method's full view recipes and arguments written out) is saved as
+``config.yaml`` in the run folder and loads back to the same config.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .augment.views import ViewConfig
+from .errors import UsageError, closest_first, unknown
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"              # digits | fashion-mnist | folder:PATH | npy:PATH | npz:PATH
+    data_dir: typing.Optional[str] = None
+    skip_bad: bool = False            # folder: skip unreadable images instead of stopping
+    placement: str = "auto"           # auto | device | host: where the uint8 dataset lives
+
+
+@dataclass
+class AugmentConfig:
+    size: int = 32                    # view size used by the method's default views
+    channels: int = 3                 # channels the model sees; grayscale data is replicated to 3
+    common: dict = field(default_factory=dict)   # ViewConfig overrides applied to every view
+    views: list = field(default_factory=list)    # per-view ViewConfig overrides, in order
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "resnet18"
+    stem: str = "cifar"
+    zero_init_residual: bool = False
+
+
+@dataclass
+class OptimConfig:
+    name: str = "lars"                # sgd | lars | adamw
+    lr: float = 1.0                   # per 256 images: the peak is lr * batch_size / 256
+    weight_decay: float = 1e-5
+    momentum: float = 0.9
+    lars_eta: float = 0.02
+    exclude_bias_norm: bool = True
+    warmup_epochs: float = 10.0
+    final_lr_ratio: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100
+    batch_size: int = 256
+    device: str = "auto"              # auto | cpu | cuda | cuda:N
+    precision: str = "auto"           # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
+    channels_last: str = "auto"       # auto (on CUDA) | true | false
+    compile: bool = False
+    log_every: int = 50               # steps between logged metrics (one host sync each)
+    checkpoint_every: int = 10        # epochs between checkpoints (and always at the end)
+    knn_every: int = 0                # epochs between online kNN evaluations (0: only at the end)
+    stop_after: int = 0               # stop this invocation after N epochs; continue with --resume
+    threads: int = 0                  # CPU threads for torch (0: torch's default)
+
+
+@dataclass
+class EvalConfig:
+    knn_k: int = 200
+    knn_t: float = 0.1
+    batch_size: int = 1024
+
+
+@dataclass
+class Config:
+    method: str = "byol"
+    method_args: dict = field(default_factory=dict)
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def view_configs(self) -> list[ViewConfig]:
+        return [ViewConfig(**_coerce_fields(ViewConfig, v, "augment.views")) for v in self.augment.views]
+
+
+# ----------------------------------------------------------------------------------------- recipes
+
+def recipe_names() -> list[str]:
+    folder = resources.files("selfsup") / "recipes"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def read_recipe(name_or_path: str) -> dict:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise UsageError(f"recipe file {name_or_path} does not exist; give a YAML file or one of: "
+                             + ", ".join(recipe_names()))
+        text = path.read_text()
+    else:
+        names = recipe_names()
+        if name_or_path not in names:
+            raise unknown("recipe", name_or_path, names)
+        text = (resources.files("selfsup") / "recipes" / f"{name_or_path}.yaml").read_text()
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise UsageError(f"recipe {name_or_path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"recipe {name_or_path} must be a YAML mapping of config sections")
+    return data
+
+
+# ----------------------------------------------------------------------------------------- merging
+
+def parse_set(item: str) -> tuple[list[str], Any]:
+    """``"optim.lr=0.5"`` -> (["optim", "lr"], 0.5)."""
+    if "=" not in item:
+        raise UsageError(f"--set expects key=value (for example optim.lr=0.5), got {item!r}")
+    key, _, raw = item.partition("=")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def _set_path(tree: dict, path: list[str], value: Any, where: str) -> None:
+    """Set ``tree[path]``, checking each key exists (list indices and free-form dicts allowed)."""
+    node = tree
+    for depth, key in enumerate(path):
+        last = depth == len(path) - 1
+        dotted = ".".join(path[:depth + 1])
+        if isinstance(node, list):
+            if not key.isdigit():
+                raise UsageError(f"{where}: {dotted} must be a list index")
+            i = int(key)
+            while len(node) <= i:  # views beyond the recipe's are new override dicts
+                node.append({})
+            if last:
+                node[i] = value
+            node = node[i]
+            continue
+        if not isinstance(node, dict):
+            raise UsageError(f"{where}: {'.'.join(path[:depth])} has no keys")
+        if last:
+            node[key] = value
+        else:
+            node = node.setdefault(key, {})
+
+
+def _merge(base: dict, update: dict) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+
+
+# ------------------------------------------------------------------------------------- validation
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _coerce(value, inner, key)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "5e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    elif origin is tuple:
+        args = typing.get_args(tp)
+        if isinstance(value, (list, tuple)) and len(value) == len(args):
+            return tuple(_coerce(v, a, key) for v, a in zip(value, args))
+    elif tp in (dict, list) or origin in (dict, list):
+        if isinstance(value, (origin or tp)):
+            return value
+    else:
+        raise AssertionError(f"unsupported config type {tp} for {key}")
+    raise UsageError(f"config key {key} expects {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+def _coerce_fields(cls: type, data: Any, prefix: str) -> dict:
+    """Validate ``data`` (a mapping) against the dataclass ``cls``; returns coerced keyword args."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UsageError(f"config section {prefix} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    out = {}
+    for key, value in data.items():
+        if key not in hints:
+            where = f"{prefix}.{key}" if prefix else key
+            raise UsageError(f"unknown config key {where!r}; valid keys{' in ' + prefix if prefix else ''}: "
+                             + ", ".join(closest_first(str(key), names)))
+        sub = f"{prefix}.{key}" if prefix else key
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            out[key] = tp(**_coerce_fields(tp, value, sub))
+        else:
+            out[key] = _coerce(value, tp, sub)
+    return out
+
+
+def _resolve_method(cfg: Config) -> None:
+    """Fill in the method's arguments and view recipes and check both."""
+    from .methods import METHODS
+    if cfg.method not in METHODS:
+        raise unknown("method", cfg.method, METHODS)
+    method = METHODS[cfg.method]
+    args = method.Args(**_coerce_fields(method.Args, cfg.method_args, f"method_args ({cfg.method})"))
+    cfg.method_args = asdict(args)
+    defaults = method.default_views(cfg.augment.size)
+    if len(cfg.augment.views) > len(defaults):
+        raise UsageError(f"augment.views has {len(cfg.augment.views)} entries but {cfg.method} uses "
+                         f"{len(defaults)} views")
+    common = _coerce_fields(ViewConfig, cfg.augment.common, "augment.common")
+    views = []
+    for i, view in enumerate(defaults):
+        own = cfg.augment.views[i] if i < len(cfg.augment.views) else {}
+        own = _coerce_fields(ViewConfig, own, f"augment.views.{i}")
+        views.append(asdict(dataclasses.replace(view, **{**common, **own})))
+    cfg.augment.views = views
+    cfg.augment.common = {}
+    if cfg.augment.channels not in (1, 3):
+        raise UsageError(f"augment.channels must be 1 or 3, got {cfg.augment.channels}")
+
+
+def build_config(recipe: str | None = None, sets: list[str] = (), **flags: Any) -> Config:
+    """Resolve a config from a recipe, ``--set`` overrides and command-line flags.
+
+    ``flags`` use the CLI's names: method, data, epochs, batch_size, device, data_dir.
+    """
+    tree = asdict(Config())
+    flags = {k: v for k, v in flags.items() if v is not None}
+    if recipe is None:  # the shipped recipe for this method and data, when there is one
+        guess = f"{flags.get('method', 'byol')}-{flags.get('data', 'digits')}"
+        recipe = guess if guess in recipe_names() else None
+    if recipe is not None:
+        _merge(tree, read_recipe(recipe))
+    for item in sets:
+        path, value = parse_set(item)
+        _set_path(tree, path, value, "--set")
+    placements = {"method": ("method",), "data": ("data", "name"), "data_dir": ("data", "data_dir"),
+                  "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"),
+                  "device": ("train", "device")}
+    for name, value in flags.items():
+        if name not in placements:
+            raise AssertionError(f"unknown flag {name}")
+        _set_path(tree, list(placements[name]), value, f"--{name.replace('_', '-')}")
+    cfg = Config(**_coerce_fields(Config, tree, ""))
+    _resolve_method(cfg)
+    _check_ranges(cfg)
+    return cfg
+
+
+def _check_ranges(cfg: Config) -> None:
+    checks = [
+        (cfg.train.epochs >= 1, "train.epochs must be at least 1"),
+        (cfg.train.batch_size >= 2, "train.batch_size must be at least 2 (batch statistics need two samples)"),
+        (cfg.train.log_every >= 1, "train.log_every must be at least 1"),
+        (cfg.train.checkpoint_every >= 1, "train.checkpoint_every must be at least 1"),
+        (cfg.train.precision in ("auto", "bf16", "fp32"), "train.precision must be auto, bf16 or fp32"),
+        (cfg.train.channels_last in ("auto", "true", "false"), "train.channels_last must be auto, true or false"),
+        (cfg.data.placement in ("auto", "device", "host"), "data.placement must be auto, device or host"),
+        (cfg.optim.lr >= 0, "optim.lr must not be negative"),
+        (cfg.eval.knn_k >= 1, "eval.knn_k must be at least 1"),
+        (cfg.eval.knn_t > 0, "eval.knn_t must be positive"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)
+
+
+def load_run_config(path: str | Path) -> Config:
+    """The resolved config saved in a run folder."""
+    tree = yaml.safe_load(Path(path).read_text())
+    cfg = Config(**_coerce_fields(Config, tree, ""))
+    _resolve_method(cfg)
+    return cfg
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(_plain(cfg.to_dict()), sort_keys=False)
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj

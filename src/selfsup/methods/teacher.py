@@ -1,0 +1,43 @@
+"""The momentum (exponential moving average) teacher, written once for every method that has one.
+
+BYOL (Grill et al. 2020, Eq. 1 and Sec. 3.2): target parameters follow the online ones as
+``xi <- tau * xi + (1 - tau) * theta`` after every optimiser step, with ``tau`` increased from
+``tau_base`` to 1 along a cosine: ``tau = 1 - (1 - tau_base) * (cos(pi * k / K) + 1) / 2``.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+
+def cosine_tau(step: int, total_steps: int, tau_base: float) -> float:
+    """BYOL's momentum schedule at optimiser step ``step`` of ``total_steps``."""
+    progress = min(step / max(total_steps, 1), 1.0)
+    return 1 - (1 - tau_base) * (math.cos(math.pi * progress) + 1) / 2
+
+
+class MomentumTeacher(nn.Module):
+    """A frozen copy of ``online`` that is updated only by :meth:`update`, never by gradients."""
+
+    def __init__(self, online: nn.Module):
+        super().__init__()
+        self.net = copy.deepcopy(online)
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, *args, **kwargs):
+        with torch.no_grad():
+            return self.net(*args, **kwargs)
+
+    @torch.no_grad()
+    def update(self, online: nn.Module, tau: float) -> None:
+        t_params = list(self.net.parameters())
+        o_params = list(online.parameters())
+        # xi <- tau * xi + (1 - tau) * theta, as one fused kernel per dtype/device group.
+        torch._foreach_lerp_(t_params, [p.detach() for p in o_params], 1.0 - tau)
+        # BatchNorm running statistics are not trained; the teacher takes the online ones.
+        for tb, ob in zip(self.net.buffers(), online.buffers()):
+            tb.copy_(ob)

@@ -1,0 +1,99 @@
+"""The run folder: the unit of exchange between train, eval, embed, report and resume.
+
+```
+RUN/
+  config.yaml            the full resolved config
+  metrics.jsonl          one JSON object a line: {"event": "step" | "epoch" | "eval" | ..., ...}
+  checkpoints/last.pt    everything needed to continue bit for bit (written atomically)
+  encoder.pt             the backbone alone, with what it needs to be rebuilt and fed
+  summary.json           the headline results
+```
+Files that must never be seen half-written are written to a temporary file in the same folder,
+flushed to disk and renamed over the old one, so a crash leaves either the old or the new file.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import UsageError
+
+ENCODER_FORMAT = "selfsup-encoder/1"
+
+
+class RunFolder:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    config = property(lambda self: self.path / "config.yaml")
+    metrics = property(lambda self: self.path / "metrics.jsonl")
+    checkpoint = property(lambda self: self.path / "checkpoints" / "last.pt")
+    encoder = property(lambda self: self.path / "encoder.pt")
+    summary = property(lambda self: self.path / "summary.json")
+
+    def create(self) -> "RunFolder":
+        (self.path / "checkpoints").mkdir(parents=True, exist_ok=True)
+        return self
+
+    def require(self, what: str) -> Path:
+        """The file ``what`` (an attribute name), or a one-line error naming what is missing."""
+        if not self.path.is_dir():
+            raise UsageError(f"run folder {self.path} does not exist")
+        target = getattr(self, what)
+        if not target.is_file():
+            hint = {"encoder": "the run has not finished; continue it with: selfsup train --resume "
+                               f"{self.path}",
+                    "checkpoint": "nothing to resume from: the run wrote no checkpoint yet",
+                    "config": "this is not a selfsup run folder"}[what]
+            raise UsageError(f"{target} is missing: {hint}")
+        return target
+
+    def read_summary(self) -> dict:
+        return json.loads(self.summary.read_text()) if self.summary.is_file() else {}
+
+    def update_summary(self, **values: Any) -> dict:
+        summary = {**self.read_summary(), **values}
+        atomic_write_bytes(self.summary, (json.dumps(summary, indent=2) + "\n").encode())
+        return summary
+
+    def log(self, event: str, **values: Any) -> None:
+        with open(self.metrics, "a") as f:
+            f.write(json.dumps({"event": event, "time": round(time.time(), 3), **values}) + "\n")
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics.is_file():
+            return []
+        return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def default_run_name(method: str, data: str) -> str:
+    data = data.replace(":", "-").replace("/", "_").strip("_-")[-40:]
+    return f"{method}-{data}-{time.strftime('%Y%m%d-%H%M%S')}"

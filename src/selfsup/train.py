@@ -1,0 +1,327 @@
+"""The one training loop, for every method and every device.
+
+Per step: take a uint8 batch (already on the device), make the method's views with batched
+per-sample augmentation, ``loss = method(views)["loss"]``, optimiser step, ``method.after_step``.
+Nothing in a step waits for the host: losses are accumulated on the device and read once every
+``train.log_every`` steps and once per epoch, which is also where a non-finite loss is caught.
+A checkpoint is written only after its epoch's loss has been checked, so the last checkpoint on
+disk is always a good one.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import platform
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import __version__
+from .augment.views import ViewRecipe, channel_stats
+from .backbones import build_backbone
+from .config import Config, dump_config, load_run_config
+from .data import Dataset, load_dataset
+from .data.loader import BatchLoader
+from .errors import TrainingError, UsageError
+from .evaluate import extract_features, knn_top1, raw_pixel_features
+from .methods import METHODS
+from .optim import build_optimizer, lr_at, set_lr
+from .runs import ENCODER_FORMAT, RunFolder, atomic_torch_save, default_run_name
+
+
+class Interrupted(Exception):
+    """Training was stopped by a signal after a checkpoint was written."""
+
+    exit_code = 130
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {name} requested but CUDA is not available here; use --device cpu")
+    return device
+
+
+@dataclass
+class Setup:
+    """Everything built from a config: data, views, model, optimiser and the step counts."""
+    cfg: Config
+    device: torch.device
+    data: Dataset
+    loader: BatchLoader
+    recipe: ViewRecipe
+    mean: tuple[float, ...]   # normalisation the views and the exported encoder use
+    std: tuple[float, ...]
+    method: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+    total_steps: int
+    warmup_steps: int
+    peak_lr: float
+
+
+def build(cfg: Config, device: torch.device | None = None, data: Dataset | None = None) -> Setup:
+    device = device or resolve_device(cfg.train.device)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    torch.manual_seed(cfg.seed)
+    data = data or load_dataset(cfg.data.name, data_dir=cfg.data.data_dir, skip_bad=cfg.data.skip_bad)
+    channels = cfg.augment.channels
+    mean, std = channel_stats(data.train)
+    if channels == 3 and data.channels == 1:
+        mean, std = mean * 3, std * 3
+    elif channels == 1 and data.channels == 3:
+        raise UsageError(f"{data.name} has 3 channels; set augment.channels=3")
+    recipe = ViewRecipe(cfg.view_configs(), channels, mean, std)
+    loader = BatchLoader(data.train, cfg.train.batch_size, device, cfg.data.placement, seed=cfg.seed)
+    backbone = build_backbone(cfg.model.backbone, channels, cfg.model.stem, cfg.model.zero_init_residual)
+    method_cls = METHODS[cfg.method]
+    method = method_cls(backbone, method_cls.Args(**cfg.method_args)).to(device)
+    channels_last = cfg.train.channels_last == "true" or (cfg.train.channels_last == "auto" and device.type == "cuda")
+    if channels_last:
+        method = method.to(memory_format=torch.channels_last)
+    peak_lr = cfg.optim.lr * cfg.train.batch_size / 256
+    optimizer = build_optimizer(cfg.optim.name, method, peak_lr, cfg.optim.weight_decay, cfg.optim.momentum,
+                                cfg.optim.lars_eta, cfg.optim.exclude_bias_norm)
+    use_bf16 = cfg.train.precision == "bf16" or (cfg.train.precision == "auto" and device.type == "cuda")
+    total = cfg.train.epochs * loader.steps_per_epoch
+    return Setup(cfg, device, data, loader, recipe, tuple(mean), tuple(std), method, optimizer,
+                 torch.bfloat16 if use_bf16 else None, channels_last, total,
+                 round(cfg.optim.warmup_epochs * loader.steps_per_epoch), peak_lr)
+
+
+def make_step(s: Setup) -> Callable[[torch.Tensor, torch.Generator], dict]:
+    """One optimisation step on a uint8 batch; returns the method's outputs (device tensors)."""
+    method, optimizer = s.method, s.optimizer
+    forward = torch.compile(method) if s.cfg.train.compile else method
+    amp = (lambda: torch.autocast(s.device.type, dtype=s.amp_dtype)) if s.amp_dtype else contextlib.nullcontext
+    memory_format = torch.channels_last if s.channels_last else torch.contiguous_format
+
+    def step(batch: torch.Tensor, generator: torch.Generator) -> dict:
+        views = [v.contiguous(memory_format=memory_format) for v in s.recipe(batch, generator)]
+        with amp():
+            out = forward(views)
+        optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        optimizer.step()
+        return out
+
+    return step
+
+
+@contextlib.contextmanager
+def _stop_on_signal():
+    """Turn SIGINT/SIGTERM (Ctrl-C, a scheduler's pre-emption) into a flag checked between steps."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda *_: flag.set())
+    try:
+        yield flag
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def evaluate_knn(s: Setup, encoder: torch.nn.Module | None = None) -> float | None:
+    """Weighted kNN top-1 (train split as memory, test split as queries), or None without labels."""
+    d = s.data
+    if d.train_labels is None or d.test is None or d.test_labels is None:
+        return None
+    encoder = encoder or s.method.encoder
+    kw = dict(batch_size=s.cfg.eval.batch_size, device=s.device, amp_dtype=s.amp_dtype, channels_last=s.channels_last)
+    train_f = extract_features(encoder, d.train, s.recipe.eval_transform, **kw)
+    test_f = extract_features(encoder, d.test, s.recipe.eval_transform, **kw)
+    return knn_top1(train_f, d.train_labels.to(s.device), test_f, d.test_labels,
+                    k=s.cfg.eval.knn_k, temperature=s.cfg.eval.knn_t, num_classes=d.num_classes)
+
+
+def raw_pixel_knn(cfg: Config, data: Dataset) -> float | None:
+    """The same kNN protocol on raw pixels: the baseline a representation has to beat."""
+    if data.train_labels is None or data.test is None or data.test_labels is None:
+        return None
+    return knn_top1(raw_pixel_features(data.train), data.train_labels, raw_pixel_features(data.test),
+                    data.test_labels, k=cfg.eval.knn_k, temperature=cfg.eval.knn_t, num_classes=data.num_classes)
+
+
+def export_encoder(s: Setup, path: Path) -> None:
+    backbone = s.method.encoder
+    state = {k: v.detach().to("cpu", memory_format=torch.contiguous_format) for k, v in backbone.state_dict().items()}
+    atomic_torch_save({
+        "format": ENCODER_FORMAT, "backbone": backbone.spec, "feature_dim": backbone.feature_dim,
+        "state_dict": state,
+        "input": {"size": s.recipe.size, "channels": s.cfg.augment.channels,
+                  "mean": list(s.mean), "std": list(s.std)},
+        "method": s.cfg.method, "dataset": s.cfg.data.name,
+    }, path)
+
+
+def _checkpoint(s: Setup, epoch: int, step_in_epoch: int, global_step: int, generator: torch.Generator) -> dict:
+    return {"method": s.method.state_dict(), "optimizer": s.optimizer.state_dict(),
+            "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
+            "aug_rng": generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if s.device.type == "cuda" else None,
+            "config": s.cfg.to_dict(), "version": __version__}
+
+
+def _versions(device: torch.device) -> dict:
+    info = {"selfsup": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "device": str(device)}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    else:
+        info["cpu"] = platform.processor() or platform.machine()
+        info["threads"] = torch.get_num_threads()
+    return info
+
+
+def train(cfg: Config | None = None, out: str | Path | None = None, resume: str | Path | None = None,
+          reporter=None) -> dict:
+    """Pretrain ``cfg.method`` on ``cfg.data``; returns the run's summary (also in ``summary.json``).
+
+    ``resume``: a run folder to continue from its last checkpoint (its own config is used).
+    ``reporter``: receives progress callbacks (see :mod:`selfsup.progress`); silent when None.
+    """
+    from .progress import SilentReporter
+    reporter = reporter or SilentReporter()
+    if resume is not None:
+        run = RunFolder(resume)
+        ckpt_path = run.require("checkpoint")
+        cfg = load_run_config(run.require("config"))
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    else:
+        assert cfg is not None, "give a config or a run folder to resume"
+        run = RunFolder(out or Path("runs") / default_run_name(cfg.method, cfg.data.name))
+        if run.checkpoint.exists():
+            raise UsageError(f"{run.path} already holds a run; continue it with --resume {run.path} "
+                             "or choose another --out")
+        ckpt = None
+
+    s = build(cfg)
+    run.create()
+    if ckpt is None:
+        run.config.write_text(dump_config(cfg))
+    generator = torch.Generator(s.device).manual_seed(cfg.seed)
+    epoch, start_step, global_step = 0, 0, 0
+    if ckpt is not None:
+        s.method.load_state_dict(ckpt["method"])
+        s.optimizer.load_state_dict(ckpt["optimizer"])
+        generator.set_state(ckpt["aug_rng"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        if ckpt["cuda_rng"] is not None and s.device.type == "cuda":
+            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+        epoch, start_step, global_step = ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"]
+        run.log("resume", epoch=epoch, step=global_step)
+    step_fn = make_step(s)
+    tc = cfg.train
+    spe = s.loader.steps_per_epoch
+    summary_base = {"method": cfg.method, "dataset": s.data.name, "epochs": tc.epochs,
+                    "batch_size": tc.batch_size, "steps_per_epoch": spe, "placement": s.loader.placement,
+                    "versions": _versions(s.device)}
+    train_seconds = run.read_summary().get("train_seconds", 0.0) if ckpt is not None else 0.0
+    images_trained, session_seconds = 0, 0.0
+    reporter.start(run.path, s, epoch, global_step)
+    stop_epoch = min(tc.epochs, epoch + tc.stop_after) if tc.stop_after else tc.epochs
+
+    with _stop_on_signal() as stop:
+        while epoch < stop_epoch:
+            s.method.train()
+            epoch_loss = torch.zeros((), device=s.device)
+            window_loss = torch.zeros((), device=s.device)
+            window_steps, window_start = 0, time.perf_counter()
+            epoch_start, steps_done = time.perf_counter(), 0
+            for i, batch in enumerate(s.loader.batches(epoch, start_step), start=start_step):
+                lr = lr_at(global_step, s.total_steps, s.warmup_steps, s.peak_lr, cfg.optim.final_lr_ratio)
+                set_lr(s.optimizer, lr)
+                out = step_fn(batch, generator)
+                global_step += 1
+                extra = s.method.after_step(global_step, s.total_steps)
+                loss = out["loss"].detach().float()
+                epoch_loss += loss
+                window_loss += loss
+                window_steps += 1
+                steps_done += 1
+                if global_step % tc.log_every == 0:
+                    mean = (window_loss / window_steps).item()  # the one host sync of the window
+                    elapsed = time.perf_counter() - window_start
+                    ips = window_steps * tc.batch_size / elapsed
+                    _check_finite(mean, run, epoch, global_step)
+                    scalars = {k: _scalar(v) for k, v in out.items() if k != "loss"}
+                    run.log("step", epoch=epoch, step=global_step, loss=mean, lr=lr,
+                            images_per_second=round(ips, 1), **scalars, **extra)
+                    reporter.step(epoch, i + 1, global_step, mean, ips)
+                    window_loss.zero_()
+                    window_steps, window_start = 0, time.perf_counter()
+                if stop.is_set():
+                    _sync(s.device)
+                    _check_finite((epoch_loss / max(steps_done, 1)).item(), run, epoch, global_step)
+                    atomic_torch_save(_checkpoint(s, epoch, i + 1, global_step, generator), run.checkpoint)
+                    train_seconds += time.perf_counter() - epoch_start
+                    run.update_summary(**summary_base, train_seconds=round(train_seconds, 2), finished=False)
+                    run.log("interrupted", epoch=epoch, step=global_step)
+                    raise Interrupted(f"stopped at epoch {epoch + 1} step {i + 1}; the checkpoint is saved: "
+                                      f"continue with: selfsup train --resume {run.path}")
+            mean_loss = (epoch_loss / max(steps_done, 1)).item()
+            seconds = time.perf_counter() - epoch_start
+            train_seconds += seconds
+            session_seconds += seconds
+            images_trained += steps_done * tc.batch_size
+            _check_finite(mean_loss, run, epoch, global_step)
+            epoch += 1
+            start_step = 0
+            record = {"epoch": epoch, "step": global_step, "loss": mean_loss, "seconds": round(seconds, 3),
+                      "images_per_second": round(steps_done * tc.batch_size / seconds, 1)}
+            if tc.knn_every and epoch % tc.knn_every == 0 and epoch < tc.epochs:
+                record["knn_top1"] = evaluate_knn(s)
+            run.log("epoch", **record)
+            reporter.epoch(epoch, record)
+            if epoch % tc.checkpoint_every == 0 or epoch == stop_epoch:
+                atomic_torch_save(_checkpoint(s, epoch, 0, global_step, generator), run.checkpoint)
+
+    summary = {**summary_base, "epochs_done": epoch, "train_seconds": round(train_seconds, 2),
+               "images_per_second": round(images_trained / session_seconds, 1) if images_trained
+               else run.read_summary().get("images_per_second")}
+    if epoch < tc.epochs:
+        return run.update_summary(**summary, finished=False)
+    export_encoder(s, run.encoder)
+    reporter.evaluating()
+    knn = evaluate_knn(s)
+    raw = raw_pixel_knn(cfg, s.data)
+    run.log("eval", protocol="knn", knn_top1=knn, knn_top1_raw_pixels=raw, k=cfg.eval.knn_k, t=cfg.eval.knn_t)
+    summary = run.update_summary(**summary, knn_top1=knn, knn_top1_raw_pixels=raw, finished=True,
+                                 run_dir=str(run.path))
+    reporter.finish(summary)
+    return summary
+
+
+def _scalar(v):
+    return v.detach().float().item() if isinstance(v, torch.Tensor) else v
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _check_finite(loss: float, run: RunFolder, epoch: int, step: int) -> None:
+    if math.isfinite(loss):
+        return
+    run.log("nonfinite", epoch=epoch, step=step, loss=str(loss))
+    kept = (f"the last good checkpoint is kept in {run.checkpoint}" if run.checkpoint.exists()
+            else "no checkpoint had been written yet")
+    raise TrainingError(f"the loss became {loss} at epoch {epoch + 1} (step {step}); {kept}. "
+                        "Lower optim.lr, raise optim.warmup_epochs or use train.precision=fp32, then train again")
