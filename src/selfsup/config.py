@@ -35,6 +35,7 @@ class DataConfig:
     data_dir: typing.Optional[str] = None
     skip_bad: bool = False            # folder: skip unreadable images instead of stopping
     placement: str = "auto"           # auto | device | host: where the uint8 dataset lives
+    subset: int = 0                   # train on a fixed random subset of this many images (0: all)
 
 
 @dataclass
@@ -305,6 +306,7 @@ def _check_ranges(cfg: Config) -> None:
         (cfg.train.precision in ("auto", "bf16", "fp32"), "train.precision must be auto, bf16 or fp32"),
         (cfg.train.channels_last in ("auto", "true", "false"), "train.channels_last must be auto, true or false"),
         (cfg.data.placement in ("auto", "device", "host"), "data.placement must be auto, device or host"),
+        (cfg.data.subset >= 0, "data.subset must be 0 (all images) or a positive count"),
         (cfg.optim.lr >= 0, "optim.lr must not be negative"),
         (cfg.eval.knn_k >= 1, "eval.knn_k must be at least 1"),
         (cfg.eval.knn_t > 0, "eval.knn_t must be positive"),

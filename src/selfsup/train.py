@@ -10,6 +10,7 @@ disk is always a good one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import platform
 import signal
@@ -77,6 +78,8 @@ def build(cfg: Config, device: torch.device | None = None, data: Dataset | None 
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.seed)
     data = data or load_dataset(cfg.data.name, data_dir=cfg.data.data_dir, skip_bad=cfg.data.skip_bad)
+    if cfg.data.subset:
+        data = training_subset(data, cfg.data.subset)
     channels = cfg.augment.channels
     mean, std = channel_stats(data.train)
     if channels == 3 and data.channels == 1:
@@ -101,15 +104,24 @@ def build(cfg: Config, device: torch.device | None = None, data: Dataset | None 
                  round(cfg.optim.warmup_epochs * loader.steps_per_epoch), peak_lr)
 
 
-def make_step(s: Setup) -> Callable[[torch.Tensor, torch.Generator], dict]:
-    """One optimisation step on a uint8 batch; returns the method's outputs (device tensors)."""
+def training_subset(data: Dataset, n: int) -> Dataset:
+    """The same dataset with a fixed random ``n`` of its training images (the test split is kept)."""
+    if n >= len(data.train):
+        return data
+    keep = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0))[:n].sort().values
+    labels = data.train_labels[keep] if data.train_labels is not None else None
+    return dataclasses.replace(data, name=f"{data.name}[{n}]", train=data.train[keep], train_labels=labels)
+
+
+def make_update(s: Setup) -> Callable[[list[torch.Tensor]], dict]:
+    """One optimisation step on ready views; returns the method's outputs (device tensors)."""
     method, optimizer = s.method, s.optimizer
     forward = torch.compile(method) if s.cfg.train.compile else method
     amp = (lambda: torch.autocast(s.device.type, dtype=s.amp_dtype)) if s.amp_dtype else contextlib.nullcontext
     memory_format = torch.channels_last if s.channels_last else torch.contiguous_format
 
-    def step(batch: torch.Tensor, generator: torch.Generator) -> dict:
-        views = [v.contiguous(memory_format=memory_format) for v in s.recipe(batch, generator)]
+    def update(views: list[torch.Tensor]) -> dict:
+        views = [v.contiguous(memory_format=memory_format) for v in views]
         with amp():
             out = forward(views)
         optimizer.zero_grad(set_to_none=True)
@@ -117,7 +129,13 @@ def make_step(s: Setup) -> Callable[[torch.Tensor, torch.Generator], dict]:
         optimizer.step()
         return out
 
-    return step
+    return update
+
+
+def make_step(s: Setup) -> Callable[[torch.Tensor, torch.Generator], dict]:
+    """One training step on a uint8 batch: the method's views, then :func:`make_update`."""
+    update = make_update(s)
+    return lambda batch, generator: update(s.recipe(batch, generator))
 
 
 @contextlib.contextmanager

@@ -1,0 +1,114 @@
+"""Training throughput of a recipe: end to end against the compute-only ceiling, in one run.
+
+    python benchmarks/throughput.py byol-fashion-mnist [--steps 50] [--device cuda] [--set k=v ...]
+
+(a) ceiling: the same training step (forward, backward, optimiser, EMA) on views that are already
+    on the device (random tensors of the view shape, no sampling, no augmentation);
+(b) end to end: the real loop's work per step (index sampling from the device-resident uint8
+    dataset, the method's batched augmentations, the same step);
+(c) their ratio; (d) peak device memory of the end-to-end run.
+Both are timed after warm-up, back to back in the same process, synchronising only at the ends.
+This is a benchmark, not a test: the figures go to BENCHMARKS.md with the machine they ran on.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from selfsup.config import build_config  # noqa: E402
+from selfsup.train import build, make_step, make_update  # noqa: E402
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn, steps: int, warmup: int, device) -> float:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("recipe", nargs="?", default="byol-fashion-mnist")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--device", default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--set", action="append", default=[])
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+
+    cfg = build_config(args.recipe, args.set, device=args.device, batch_size=args.batch_size)
+    s = build(cfg)
+    step = make_step(s)
+    gen = torch.Generator(s.device).manual_seed(0)
+    batch_size = cfg.train.batch_size
+    n_views = len(s.recipe.views)
+    counter = [0]
+
+    # (a) the ceiling: the recipe's own step, minus sampling and augmentation.
+    views = [v.clone() for v in s.recipe(next(s.loader.batches(0)), gen)]
+    update = make_update(s)
+
+    def ceiling():
+        update(views)
+        counter[0] += 1
+        s.method.after_step(counter[0], s.total_steps)
+
+    # (b) end to end: device-resident uint8 data, index sampling, augmentation, step.
+    batches = _endless(s.loader)
+
+    def end_to_end():
+        step(next(batches), gen)
+        counter[0] += 1
+        s.method.after_step(counter[0], s.total_steps)
+
+    t_ceiling = _timed(ceiling, args.steps, args.warmup, s.device)
+    if s.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(s.device)
+    t_e2e = _timed(end_to_end, args.steps, args.warmup, s.device)
+    peak = torch.cuda.max_memory_allocated(s.device) if s.device.type == "cuda" else None
+    result = {
+        "recipe": args.recipe, "method": cfg.method, "backbone": cfg.model.backbone, "batch_size": batch_size,
+        "views": n_views, "view_size": s.recipe.size, "device": str(s.device),
+        "hardware": torch.cuda.get_device_name(s.device) if s.device.type == "cuda" else platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "compile": cfg.train.compile,
+        "precision": "bf16" if s.amp_dtype else "fp32", "placement": s.loader.placement, "steps": args.steps,
+        "ceiling_images_per_second": round(args.steps * batch_size / t_ceiling, 1),
+        "end_to_end_images_per_second": round(args.steps * batch_size / t_e2e, 1),
+        "ratio": round(t_ceiling / t_e2e, 3),
+        "peak_memory_gb": round(peak / 2**30, 3) if peak is not None else None,
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for k, v in result.items():
+            print(f"{k:>28}: {v}")
+    return result
+
+
+def _endless(loader):
+    epoch = 0
+    while True:
+        yield from loader.batches(epoch)
+        epoch += 1
+
+
+if __name__ == "__main__":
+    main()
