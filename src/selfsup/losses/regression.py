@@ -1,4 +1,4 @@
-"""Self-supervised losses as pure functions: no state, no modules.
+"""Regression losses between a prediction and a stop-gradient target (BYOL, SimSiam).
 
 Every function accepts float32 or bf16 inputs and computes in float32, so that a loss called
 inside ``torch.autocast`` has the same value as outside it up to the inputs' rounding.

@@ -1,0 +1,10 @@
+"""Self-supervised losses as pure functions: no state, no modules.
+
+``from selfsup import losses`` and call them from your own loop. Every function accepts float32
+or bf16 inputs and computes in float32, so a loss called inside ``torch.autocast`` has the value
+it has outside it, up to the rounding of its inputs. One file per family of losses; each
+function's docstring cites the paper and equation it implements.
+"""
+from .regression import byol_loss
+
+__all__ = ["byol_loss"]
