@@ -67,7 +67,7 @@ def main(argv=None) -> dict:
     update = make_update(s)
 
     def ceiling():
-        update(views)
+        update(views, counter[0])
         counter[0] += 1
         s.method.after_step(counter[0], s.total_steps)
 
@@ -75,7 +75,7 @@ def main(argv=None) -> dict:
     batches = _endless(s.loader)
 
     def end_to_end():
-        step(next(batches), gen)
+        step(next(batches), gen, counter[0])
         counter[0] += 1
         s.method.after_step(counter[0], s.total_steps)
 

@@ -99,6 +99,7 @@ def build(cfg: Config, device: torch.device | None = None, data: Dataset | None 
                                 cfg.optim.lars_eta, cfg.optim.exclude_bias_norm)
     use_bf16 = cfg.train.precision == "bf16" or (cfg.train.precision == "auto" and device.type == "cuda")
     total = cfg.train.epochs * loader.steps_per_epoch
+    method.configure(loader.steps_per_epoch, total)
     return Setup(cfg, device, data, loader, recipe, tuple(mean), tuple(std), method, optimizer,
                  torch.bfloat16 if use_bf16 else None, channels_last, total,
                  round(cfg.optim.warmup_epochs * loader.steps_per_epoch), peak_lr)
@@ -113,29 +114,30 @@ def training_subset(data: Dataset, n: int) -> Dataset:
     return dataclasses.replace(data, name=f"{data.name}[{n}]", train=data.train[keep], train_labels=labels)
 
 
-def make_update(s: Setup) -> Callable[[list[torch.Tensor]], dict]:
+def make_update(s: Setup) -> Callable[[list[torch.Tensor], int], dict]:
     """One optimisation step on ready views; returns the method's outputs (device tensors)."""
     method, optimizer = s.method, s.optimizer
     forward = torch.compile(method) if s.cfg.train.compile else method
     amp = (lambda: torch.autocast(s.device.type, dtype=s.amp_dtype)) if s.amp_dtype else contextlib.nullcontext
     memory_format = torch.channels_last if s.channels_last else torch.contiguous_format
 
-    def update(views: list[torch.Tensor]) -> dict:
+    def update(views: list[torch.Tensor], step: int) -> dict:
         views = [v.contiguous(memory_format=memory_format) for v in views]
         with amp():
             out = forward(views)
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
+        method.before_optimizer_step(step)
         optimizer.step()
         return out
 
     return update
 
 
-def make_step(s: Setup) -> Callable[[torch.Tensor, torch.Generator], dict]:
+def make_step(s: Setup) -> Callable[[torch.Tensor, torch.Generator, int], dict]:
     """One training step on a uint8 batch: the method's views, then :func:`make_update`."""
     update = make_update(s)
-    return lambda batch, generator: update(s.recipe(batch, generator))
+    return lambda batch, generator, step: update(s.recipe(batch, generator), step)
 
 
 @contextlib.contextmanager
@@ -265,7 +267,7 @@ def train(cfg: Config | None = None, out: str | Path | None = None, resume: str 
             for i, batch in enumerate(s.loader.batches(epoch, start_step), start=start_step):
                 lr = lr_at(global_step, s.total_steps, s.warmup_steps, s.peak_lr, cfg.optim.final_lr_ratio)
                 set_lr(s.optimizer, lr)
-                out = step_fn(batch, generator)
+                out = step_fn(batch, generator, global_step)
                 global_step += 1
                 extra = s.method.after_step(global_step, s.total_steps)
                 loss = out["loss"].detach().float()

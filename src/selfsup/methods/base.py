@@ -6,6 +6,8 @@ Contract (the training loop relies on nothing else):
   ``method_args``);
 * ``default_views(size)``: the list of :class:`~selfsup.augment.views.ViewConfig` the paper uses;
 * ``forward(views) -> dict``: ``"loss"`` (a scalar tensor) plus any scalars worth logging;
+* ``configure(steps_per_epoch, total_steps)``: told once before training;
+* ``before_optimizer_step(step)``: gradient surgery between backward and the optimiser step;
 * ``after_step(step, total_steps) -> dict``: state updates after the optimiser step (momentum
   teacher, queues, centres); returns scalars to log;
 * ``encoder``: the backbone evaluated and exported.
@@ -46,5 +48,14 @@ class Method(nn.Module):
     def forward(self, views: list[torch.Tensor]) -> dict:
         raise NotImplementedError
 
+    def configure(self, steps_per_epoch: int, total_steps: int) -> None:
+        """Called by the loop before training, so schedules given in epochs can become steps."""
+        self.steps_per_epoch, self.total_steps = steps_per_epoch, total_steps
+
+    def before_optimizer_step(self, step: int) -> None:
+        """Called after ``backward`` and before the optimiser step ``step`` (0-based), for example to
+        drop gradients of parameters frozen early in training (DINO's last layer)."""
+
     def after_step(self, step: int, total_steps: int) -> dict:
+        """Called after optimiser step ``step`` (1-based count of steps taken)."""
         return {}
