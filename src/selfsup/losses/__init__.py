@@ -5,6 +5,8 @@ or bf16 inputs and computes in float32, so a loss called inside ``torch.autocast
 it has outside it, up to the rounding of its inputs. One file per family of losses; each
 function's docstring cites the paper and equation it implements.
 """
-from .regression import byol_loss
+from .contrastive import infonce, nt_xent
+from .redundancy import barlow_twins_loss, vicreg_loss, vicreg_terms
+from .regression import byol_loss, negative_cosine
 
-__all__ = ["byol_loss"]
+__all__ = ["byol_loss", "negative_cosine", "nt_xent", "infonce", "barlow_twins_loss", "vicreg_loss", "vicreg_terms"]

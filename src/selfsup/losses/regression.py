@@ -19,3 +19,16 @@ def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     p = F.normalize(p.float(), dim=-1)
     z = F.normalize(z.detach().float(), dim=-1)
     return (2 - 2 * (p * z).sum(dim=-1)).mean()
+
+
+def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """SimSiam's ``D(p, z)`` (Chen & He 2021, "Exploring Simple Siamese Representation Learning",
+    CVPR, arXiv:2011.10566, Eq. 1 with the stop-gradient of Eq. 3): the mean over the batch of
+    ``-cos(p_i, z_i)``, in [-1, 1].
+
+    ``z`` is treated as a constant (``stopgrad``): no gradient reaches it. The symmetrised SimSiam
+    loss (Eq. 4) is ``D(p1, z2) / 2 + D(p2, z1) / 2``.
+    """
+    p = F.normalize(p.float(), dim=-1)
+    z = F.normalize(z.detach().float(), dim=-1)
+    return -(p * z).sum(dim=-1).mean()

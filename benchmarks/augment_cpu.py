@@ -1,0 +1,129 @@
+"""Batched augmentation on the CPU against a per-sample Pillow pipeline of the same ops.
+
+    python benchmarks/augment_cpu.py [--images 4096] [--batch 512] [--size 32] [--threads 2]
+
+Both pipelines make BYOL's two views (Grill et al. 2020, Table 6: crop 0.08-1, flip 0.5, colour
+jitter 0.8 x (0.4, 0.4, 0.2, 0.1), grayscale 0.2, blur 1.0 / 0.1, solarise 0 / 0.2) of 32x32 from
+Fashion-MNIST's 28x28 images replicated to RGB. The Pillow reference is written here the way a
+torchvision-style DataLoader applies them: one image at a time, PIL operations, then to a tensor.
+Printed: images/s of each (two views per image), their ratio, and the output statistics of both
+(mean, std, fraction of exactly-equal channels) so one can see they compute the same thing.
+A benchmark, not a test: the figures go to BENCHMARKS.md with the machine.
+"""
+from __future__ import annotations
+
+import argparse
+import colorsys  # noqa: F401  (documents that hue is the HSV hue, as in the batched op)
+import math
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from selfsup.augment.views import ViewRecipe, byol_views  # noqa: E402
+from selfsup.data import load_dataset  # noqa: E402
+
+
+# ------------------------------------------------------------------ the per-sample Pillow reference
+def _pil_view(img, cfg, rng: random.Random):
+    from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+    w, h = img.size
+    area = w * h
+    for _ in range(10):  # torchvision's RandomResizedCrop rule
+        target = area * rng.uniform(*cfg.crop_scale)
+        ratio = math.exp(rng.uniform(math.log(cfg.crop_ratio[0]), math.log(cfg.crop_ratio[1])))
+        cw, ch = int(round(math.sqrt(target * ratio))), int(round(math.sqrt(target / ratio)))
+        if 0 < cw <= w and 0 < ch <= h:
+            x0, y0 = rng.randint(0, w - cw), rng.randint(0, h - ch)
+            break
+    else:
+        cw, ch, x0, y0 = w, h, 0, 0
+    img = img.resize((cfg.size, cfg.size), Image.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
+    if rng.random() < cfg.flip_p:
+        img = ImageOps.mirror(img)
+    if rng.random() < cfg.jitter_p:
+        ops = ["b", "c", "s", "h"]
+        rng.shuffle(ops)
+        for op in ops:
+            if op == "b":
+                img = ImageEnhance.Brightness(img).enhance(rng.uniform(1 - cfg.brightness, 1 + cfg.brightness))
+            elif op == "c":
+                img = ImageEnhance.Contrast(img).enhance(rng.uniform(1 - cfg.contrast, 1 + cfg.contrast))
+            elif op == "s":
+                img = ImageEnhance.Color(img).enhance(rng.uniform(1 - cfg.saturation, 1 + cfg.saturation))
+            else:
+                shift = rng.uniform(-cfg.hue, cfg.hue)
+                hsv = np.array(img.convert("HSV"))
+                hsv[..., 0] = (hsv[..., 0].astype(np.int16) + int(shift * 255)) % 256
+                img = Image.fromarray(hsv, "HSV").convert("RGB")
+    if rng.random() < cfg.grayscale_p:
+        img = img.convert("L").convert("RGB")
+    if rng.random() < cfg.blur_p:
+        img = img.filter(ImageFilter.GaussianBlur(rng.uniform(*cfg.blur_sigma)))
+    if rng.random() < cfg.solarize_p:
+        img = ImageOps.solarize(img, int(cfg.solarize_threshold * 255))
+    return img
+
+
+def pillow_views(images_u8: np.ndarray, views, mean, std, rng: random.Random) -> list[torch.Tensor]:
+    from PIL import Image
+    out = [[] for _ in views]
+    m = torch.tensor(mean).view(3, 1, 1)
+    s = torch.tensor(std).view(3, 1, 1)
+    for arr in images_u8:
+        img = Image.fromarray(arr[0], "L").convert("RGB")
+        for k, cfg in enumerate(views):
+            v = torch.from_numpy(np.asarray(_pil_view(img, cfg, rng))).permute(2, 0, 1).float().div_(255)
+            out[k].append((v - m) / s)
+    return [torch.stack(o) for o in out]
+
+
+def _stats(views: list[torch.Tensor], mean, std) -> str:
+    x = torch.cat(views) * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(1, 3, 1, 1)
+    return f"pixel mean {x.mean():.4f}  std {x.std():.4f}  dark (<0.05) {(x < 0.05).float().mean():.3f}"
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--images", type=int, default=4096)
+    p.add_argument("--batch", type=int, default=512)
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    data = load_dataset("fashion-mnist")
+    images = data.train[: args.images]
+    views = byol_views(args.size)
+    mean, std = (0.286,) * 3, (0.353,) * 3
+    recipe = ViewRecipe(views, 3, mean, std)
+    g = torch.Generator().manual_seed(0)
+
+    recipe(images[: args.batch], g)  # warm-up
+    t = time.perf_counter()
+    batched = []
+    for start in range(0, len(images), args.batch):
+        batched.append(recipe(images[start:start + args.batch], g))
+    t_batched = time.perf_counter() - t
+
+    rng = random.Random(0)
+    np_images = images.numpy()
+    t = time.perf_counter()
+    reference = pillow_views(np_images, views, mean, std, rng)
+    t_pil = time.perf_counter() - t
+
+    batched_views = [torch.cat([b[k] for b in batched]) for k in range(len(views))]
+    print(f"machine: {platform.processor() or platform.machine()}, {args.threads} torch threads, torch {torch.__version__}")
+    print(f"images: {len(images)} Fashion-MNIST 28x28 -> 2 BYOL views of {args.size}x{args.size}x3, batch {args.batch}")
+    print(f"batched selfsup : {len(images) / t_batched:10,.0f} images/s   {_stats(batched_views, mean, std)}")
+    print(f"per-sample PIL  : {len(images) / t_pil:10,.0f} images/s   {_stats(reference, mean, std)}")
+    print(f"ratio           : {t_pil / t_batched:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
