@@ -2,8 +2,8 @@
 
 The whole dataset is one uint8 tensor. When it fits (``placement="device"``, or ``"auto"`` and it
 takes less than a quarter of the free device memory) it lives on the training device and a batch
-is one indexing kernel. Otherwise (``"host"``) it stays in pinned host memory and each batch is
-gathered there and copied asynchronously, one batch ahead of the step that uses it.
+is one indexing kernel. Otherwise (``"host"``) it stays in host memory; each batch is gathered into one of two pinned
+buffers and copied on a side stream, one batch ahead of the step that uses it.
 
 Each epoch's order is one permutation drawn from ``(seed, epoch)`` alone, so an epoch can be
 replayed from any step (exact resume) and every rank of a distributed run agrees on it; rank ``r``
@@ -36,10 +36,9 @@ class BatchLoader:
                              "lower train.batch_size")
         self.steps_per_epoch = self.n // global_batch  # drop the last, incomplete batch
         self.placement = self._choose_placement(images, placement)
-        if self.placement == "device":
-            self.images = images.to(device)
-        else:
-            self.images = images.pin_memory() if device.type == "cuda" else images
+        # Host placement keeps the dataset in pageable memory (pinning all of it can exhaust the
+        # host); batches are gathered into two small pinned buffers instead.
+        self.images = images.to(device) if self.placement == "device" else images
 
     def _choose_placement(self, images: torch.Tensor, placement: str) -> str:
         if self.device.type != "cuda" or placement == "device":
@@ -57,19 +56,40 @@ class BatchLoader:
 
     def batches(self, epoch: int, start_step: int = 0) -> Iterator[torch.Tensor]:
         idx = self.indices(epoch)
-        if self.placement == "device":
-            idx = idx.to(self.device)
-            for step in range(start_step, self.steps_per_epoch):
-                yield self.images[idx[step * self.batch_size:(step + 1) * self.batch_size]]
+        if self.placement == "host" and self.device.type == "cuda":
+            yield from self._prefetched(idx, start_step)
             return
-        pending = None
+        idx = idx.to(self.images.device)
         for step in range(start_step, self.steps_per_epoch):
-            host = self.images[idx[step * self.batch_size:(step + 1) * self.batch_size]]
-            if self.device.type == "cuda":
-                host = host.pin_memory()
-            ready = host.to(self.device, non_blocking=True)  # overlaps with the step on `pending`
-            if pending is not None:
-                yield pending
-            pending = ready
-        if pending is not None:
-            yield pending
+            yield self.images[idx[step * self.batch_size:(step + 1) * self.batch_size]]
+
+    def _prefetched(self, idx: torch.Tensor, start_step: int) -> Iterator[torch.Tensor]:
+        """Double buffering from pinned host memory: batch k+1 is gathered into one of two pinned
+        buffers and copied on a side stream while the training step runs on batch k."""
+        shape = (self.batch_size,) + tuple(self.images.shape[1:])
+        if not hasattr(self, "_buffers"):
+            self._buffers = [torch.empty(shape, dtype=torch.uint8).pin_memory() for _ in range(2)]
+            self._copy_stream = torch.cuda.Stream(self.device)
+        copied: list[torch.cuda.Event | None] = [None, None]
+
+        def start(step: int, slot: int):
+            if copied[slot] is not None:
+                copied[slot].synchronize()  # the last copy out of this buffer has finished
+            torch.index_select(self.images, 0, idx[step * self.batch_size:(step + 1) * self.batch_size],
+                               out=self._buffers[slot])
+            with torch.cuda.stream(self._copy_stream):
+                batch = self._buffers[slot].to(self.device, non_blocking=True)
+                copied[slot] = torch.cuda.Event()
+                copied[slot].record(self._copy_stream)
+            return batch, copied[slot]
+
+        steps = range(start_step, self.steps_per_epoch)
+        pending = start(steps[0], 0) if len(steps) else None
+        for k, step in enumerate(steps):
+            batch, event = pending
+            if k + 1 < len(steps):
+                pending = start(steps[k + 1], (k + 1) % 2)
+            compute = torch.cuda.current_stream(self.device)
+            compute.wait_event(event)
+            batch.record_stream(compute)  # its memory is used on the compute stream from here on
+            yield batch
