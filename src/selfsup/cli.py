@@ -16,8 +16,9 @@ from .errors import TrainingError, UsageError, closest_first, unknown
 COMMANDS = {
     "demo": "BYOL on the bundled digits, on the CPU, in about a minute",
     "train": "pretrain an encoder (a recipe, a method, a dataset)",
-    "eval": "evaluate a run's encoder (kNN top-1)",
+    "eval": "evaluate a run's encoder (kNN, linear, low-shot, clustering)",
     "embed": "write a run's embeddings of a dataset to a .npy file",
+    "report": "write report.html about one or more runs",
     "data": "list the data sources and where each was found",
     "methods": "list the methods and their papers",
     "recipes": "list the shipped recipes",
@@ -61,6 +62,14 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", help="evaluate on another labelled dataset (default: the run's)")
     ev.add_argument("--data-dir")
     ev.add_argument("--device", default="auto")
+    ev.add_argument("--protocol", default="knn", metavar="P[,P...]",
+                    help="comma-separated protocols: knn, linear, lowshot, cluster, or all (default knn)")
+    ev.add_argument("--knn-k", type=int, default=20,
+                    help="k of the majority-vote kNN (the weighted kNN keeps the run's eval.knn_k)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the held-out split, low-shot subsets and k-means")
+    ev.add_argument("--no-raw-pixels", action="store_true", help="skip the raw-pixel baselines")
+    ev.add_argument("--cache-features", action="store_true",
+                    help="keep the features in the run folder (features_<data>_<split>.pt) and reuse them")
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     em = sub.add_parser("embed", help=COMMANDS["embed"], prog="selfsup embed")
@@ -70,6 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     em.add_argument("--split", default="test", choices=["train", "test"])
     em.add_argument("--out", required=True, help="output .npy file")
     em.add_argument("--device", default="auto")
+
+    rep = sub.add_parser("report", help=COMMANDS["report"], prog="selfsup report")
+    rep.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    rep.add_argument("--out", help="output file (default RUN_DIR/report.html of the first run)")
+    rep.add_argument("--device", default="auto")
 
     data = sub.add_parser("data", help=COMMANDS["data"], prog="selfsup data")
     data.add_argument("--data-dir")
@@ -154,19 +168,51 @@ def _cmd_train(args) -> int:
 
 def _cmd_eval(args) -> int:
     from .evaluate.run import evaluate_run
-    result = evaluate_run(args.run_dir, data=args.data, data_dir=args.data_dir, device=args.device)
+    result = evaluate_run(args.run_dir, data=args.data, data_dir=args.data_dir, device=args.device,
+                          protocols=args.protocol, knn_k=args.knn_k, seed=args.seed,
+                          raw_pixels=not args.no_raw_pixels, cache_features=args.cache_features)
     if args.json:
         print(json.dumps(result, indent=2))
-    else:
-        from rich.console import Console
-        from rich.table import Table
-        table = Table(title=f"{args.run_dir}")
-        table.add_column("protocol")
-        table.add_column("data")
-        table.add_column("top-1", justify="right")
-        table.add_row(f"kNN k={result['k']} T={result['t']}", result["dataset"], f"{result['knn_top1']:.4f}")
-        table.add_row("kNN on raw pixels", result["dataset"], f"{result['knn_top1_raw_pixels']:.4f}")
-        Console().print(table)
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+    raw = not args.no_raw_pixels
+    table = Table(title=f"{result['run_dir']}: {result['method']} on {result['dataset']}")
+    for column in ("protocol", "measure", "encoder") + (("raw pixels",) if raw else ()):
+        table.add_column(column, justify="left" if column in ("protocol", "measure") else "right")
+
+    def row(protocol, measure, value, baseline=None, fmt="{:.4f}"):
+        cells = [protocol, measure, fmt.format(value) if value is not None else "-"]
+        if raw:
+            cells.append(fmt.format(baseline) if baseline is not None else "-")
+        table.add_row(*cells)
+
+    if "knn" in result["protocols"]:
+        row(f"kNN weighted k={result['k']} T={result['t']}", "top-1", result["knn_top1"],
+            result.get("knn_top1_raw_pixels"))
+        row(f"kNN majority k={result['knn_majority_k']}", "top-1", result["knn_majority_top1"],
+            result.get("knn_majority_top1_raw_pixels"))
+    if "linear" in result["protocols"]:
+        lin, base = result["linear"], result["linear"].get("raw_pixels", {})
+        row(f"linear (wd {lin['weight_decay']:g}" + (f" / {base['weight_decay']:g}" if base else "") + ")",
+            "top-1", lin["top1"], base.get("top1"))
+    if "lowshot" in result["protocols"]:
+        low = result["lowshot"]
+        for key, res in low.items():
+            if not isinstance(res, dict):
+                continue
+            base = res.get("raw_pixels")
+            pm = "{0[0]:.4f} ± {0[1]:.4f}"
+            row(f"low-shot {key} ({res['n']} labels, {len(res['top1'])} seeds)", "top-1",
+                (res["mean"], res["std"]), (base["mean"], base["std"]) if base else None, fmt=pm)
+    if "cluster" in result["protocols"]:
+        cl, base = result["cluster"], result["cluster"].get("raw_pixels", {})
+        for measure in ("acc", "nmi", "ari"):
+            row(f"k-means k={cl['k']}", {"acc": "accuracy"}.get(measure, measure.upper()), cl[measure],
+                base.get(measure))
+    Console().print(table)
+    timing = ", ".join(f"{k} {v:.1f} s" for k, v in result["seconds"].items())
+    print(f"{result['n_train']} train / {result['n_test']} test images, {result['feature_dim']}-d features; {timing}")
     return 0
 
 
@@ -176,6 +222,14 @@ def _cmd_embed(args) -> int:
     array = embed(args.run_dir, args.data, split=args.split, out=args.out, data_dir=args.data_dir,
                   device=resolve_device(args.device))
     print(f"wrote {array.shape[0]} embeddings of dimension {array.shape[1]} to {args.out}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from .report import write_report
+    from .train import resolve_device
+    path = write_report(args.run_dirs, out=args.out, device=resolve_device(args.device))
+    print(f"wrote {path}")
     return 0
 
 
