@@ -85,6 +85,11 @@ class EvalConfig:
     knn_k: int = 200
     knn_t: float = 0.1
     batch_size: int = 1024
+    diagnose_every: int = 1           # epochs between collapse diagnostics on a fixed probe batch (0: never)
+    probe_size: int = 512             # images in the probe batch
+    min_rank_fraction: float = 0.02   # collapse alarm: RankMe below this fraction of min(batch, dim)
+    min_std_ratio: float = 0.1        # collapse alarm: normalised-embedding std x sqrt(d) below this
+    stop_on_collapse: bool = False    # stop the run (after a checkpoint) when the alarm rings
 
 
 @dataclass

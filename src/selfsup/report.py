@@ -71,7 +71,8 @@ def _diagnostics(runs: list[_Run], plt) -> tuple[str | None, str | None]:
     diag = {run.name: run.events("diagnostics") for run in runs}
     if not any(diag.values()):
         return None, None
-    keys = [k for k in ("rank_backbone", "rank_projector", "norm_std_ratio", "alignment", "uniformity")
+    keys = [k for k in ("rankme_fraction", "proj_rankme_fraction", "norm_std_ratio", "proj_norm_std_ratio",
+                        "alignment", "uniformity")
             if any(k in d for events in diag.values() for d in events)]
     fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.4), squeeze=False)
     for ax, key in zip(axes[0], keys):
@@ -243,7 +244,7 @@ def write_report(run_dirs: list[str | Path], out: str | Path | None = None, devi
             sections.append(f"<h2>Health</h2><img alt='diagnostics' src='{over_time}'>"
                             f"<img alt='spectrum' src='{spectrum}'>")
         else:
-            skipped.append("diagnostics: the runs logged none (train.diagnose_every was 0)")
+            skipped.append("diagnostics: the runs logged none (eval.diagnose_every was 0)")
         for run in runs:
             alarms = run.events("collapse")
             pics = _run_pictures(run, plt, device, skipped)

@@ -170,6 +170,42 @@ def evaluate_knn(s: Setup, encoder: torch.nn.Module | None = None) -> float | No
                     k=s.cfg.eval.knn_k, temperature=s.cfg.eval.knn_t, num_classes=d.num_classes)
 
 
+def probe_batch(s: Setup) -> torch.Tensor:
+    """The fixed images the diagnostics look at every time: a seeded sample of the training split."""
+    n = min(s.cfg.eval.probe_size, len(s.data.train))
+    keep = torch.randperm(len(s.data.train), generator=torch.Generator().manual_seed(s.cfg.seed))[:n]
+    return s.data.train[keep].to(s.device)
+
+
+@torch.no_grad()
+def diagnose_model(s: Setup, probe: torch.Tensor) -> tuple[dict, list[str]]:
+    """Collapse diagnostics (RankMe, spectrum, alignment/uniformity, normalised std) of the backbone
+    and the projector on the probe batch, in eval mode, and the alarm's reasons (empty if healthy)."""
+    from .evaluate.diagnostics import collapse_alarm, diagnose
+    method, cfg = s.method, s.cfg.eval
+    was_training = method.training
+    method.eval()
+    amp = torch.autocast(s.device.type, dtype=s.amp_dtype) if s.amp_dtype else contextlib.nullcontext()
+    memory_format = torch.channels_last if s.channels_last else torch.contiguous_format
+    try:
+        with amp:
+            x = s.recipe.eval_transform(probe).contiguous(memory_format=memory_format)
+            features = method.encoder(x).float()
+            projection = method.projection(x)
+            # Positive pairs: the method's first two views of the probe images, from a fixed seed.
+            views = s.recipe(probe, torch.Generator(s.device).manual_seed(s.cfg.seed))
+            pair = [method.projection(v.contiguous(memory_format=memory_format)) for v in views[:2]] \
+                if len(views) >= 2 and projection is not None else [None, None]
+    finally:
+        method.train(was_training)
+    diag = diagnose(features, None if projection is None else projection.float(),
+                    *[None if p is None else p.float() for p in pair], spectrum=True)
+    reasons = collapse_alarm(diag, cfg.min_rank_fraction, cfg.min_std_ratio)
+    diag["thresholds"] = {"rankme_fraction": cfg.min_rank_fraction, "proj_rankme_fraction": cfg.min_rank_fraction,
+                          "norm_std_ratio": cfg.min_std_ratio, "proj_norm_std_ratio": cfg.min_std_ratio}
+    return diag, reasons
+
+
 def raw_pixel_knn(cfg: Config, data: Dataset) -> float | None:
     """The same kNN protocol on raw pixels: the baseline a representation has to beat."""
     if data.train_labels is None or data.test is None or data.test_labels is None:
@@ -254,6 +290,7 @@ def train(cfg: Config | None = None, out: str | Path | None = None, resume: str 
                     "versions": _versions(s.device)}
     train_seconds = run.read_summary().get("train_seconds", 0.0) if ckpt is not None else 0.0
     images_trained, session_seconds = 0, 0.0
+    probe = probe_batch(s) if cfg.eval.diagnose_every else None
     reporter.start(run.path, s, epoch, global_step)
     stop_epoch = min(tc.epochs, epoch + tc.stop_after) if tc.stop_after else tc.epochs
 
@@ -309,8 +346,20 @@ def train(cfg: Config | None = None, out: str | Path | None = None, resume: str 
                 record["knn_top1"] = evaluate_knn(s)
             run.log("epoch", **record)
             reporter.epoch(epoch, record)
-            if epoch % tc.checkpoint_every == 0 or epoch == stop_epoch:
+            collapsed = []
+            if probe is not None and (epoch % cfg.eval.diagnose_every == 0 or epoch == tc.epochs):
+                diag, collapsed = diagnose_model(s, probe)
+                run.log("diagnostics", epoch=epoch, step=global_step, **diag)
+                if collapsed:
+                    run.log("collapse", epoch=epoch, step=global_step, reasons=collapsed)
+                    reporter.warn(f"collapse alarm at epoch {epoch}: {'; '.join(collapsed)}")
+            if epoch % tc.checkpoint_every == 0 or epoch == stop_epoch or (collapsed and cfg.eval.stop_on_collapse):
                 atomic_torch_save(_checkpoint(s, epoch, 0, global_step, generator), run.checkpoint)
+            if collapsed and cfg.eval.stop_on_collapse:
+                run.update_summary(**summary_base, epochs_done=epoch, train_seconds=round(train_seconds, 2),
+                                   finished=False, collapsed=True)
+                raise TrainingError(f"the representation collapsed at epoch {epoch} ({'; '.join(collapsed)}); "
+                                    f"stopped as eval.stop_on_collapse asks, checkpoint kept in {run.checkpoint}")
 
     summary = {**summary_base, "epochs_done": epoch, "train_seconds": round(train_seconds, 2),
                "images_per_second": round(images_trained / session_seconds, 1) if images_trained

@@ -48,6 +48,12 @@ class Method(nn.Module):
     def forward(self, views: list[torch.Tensor]) -> dict:
         raise NotImplementedError
 
+    def projection(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The embedding the loss sees, for diagnostics: the projector's output when the method has
+        one called ``projector``, else None. Methods with another head override this."""
+        projector = getattr(self, "projector", None)
+        return projector(self.backbone(x)) if projector is not None else None
+
     def configure(self, steps_per_epoch: int, total_steps: int) -> None:
         """Called by the loop before training, so schedules given in epochs can become steps."""
         self.steps_per_epoch, self.total_steps = steps_per_epoch, total_steps

@@ -28,11 +28,12 @@ class BYOL(Method):
         proj_dim: int = 256
         pred_hidden: int = 4096
         tau_base: float = 0.996
+        predictor: bool = True    # False: the ablation of Table 5, which collapses without the EMA
 
     def __init__(self, backbone: nn.Module, args: "BYOL.Args"):
         super().__init__(backbone, args)
         self.projector = mlp(backbone.feature_dim, args.proj_hidden, args.proj_dim)
-        self.predictor = mlp(args.proj_dim, args.pred_hidden, args.proj_dim)
+        self.predictor = mlp(args.proj_dim, args.pred_hidden, args.proj_dim) if args.predictor else nn.Identity()
         self.target = MomentumTeacher(self._online())
         self._tau = args.tau_base
 
