@@ -187,32 +187,33 @@ def _cmd_eval(args) -> int:
             cells.append(fmt.format(baseline) if baseline is not None else "-")
         table.add_row(*cells)
 
-    if "knn" in result["protocols"]:
-        row(f"kNN weighted k={result['k']} T={result['t']}", "top-1", result["knn_top1"],
-            result.get("knn_top1_raw_pixels"))
-        row(f"kNN majority k={result['knn_majority_k']}", "top-1", result["knn_majority_top1"],
-            result.get("knn_majority_top1_raw_pixels"))
-    if "linear" in result["protocols"]:
-        lin, base = result["linear"], result["linear"].get("raw_pixels", {})
-        row(f"linear (wd {lin['weight_decay']:g}" + (f" / {base['weight_decay']:g}" if base else "") + ")",
-            "top-1", lin["top1"], base.get("top1"))
-    if "lowshot" in result["protocols"]:
-        low = result["lowshot"]
-        for key, res in low.items():
-            if not isinstance(res, dict):
-                continue
-            base = res.get("raw_pixels")
+    r = result
+    if "knn" in r["protocols"]:
+        row(f"kNN weighted k={r['knn']['k']} T={r['knn']['t']}", "top-1", r["knn_top1"], r.get("knn_top1_raw_pixels"))
+        row(f"kNN majority k={r['knn']['majority_k']}", "top-1", r["knn_majority_top1"],
+            r.get("knn_majority_top1_raw_pixels"))
+    if "linear" in r["protocols"]:
+        wd = f"{r['linear']['weight_decay']:.0e}"
+        if "raw_pixels" in r["linear"]:
+            wd += f", {r['linear']['raw_pixels']['weight_decay']:.0e}"
+        row(f"linear (wd {wd})", "top-1", r["linear_top1"], r.get("linear_top1_raw_pixels"))
+    if "lowshot" in r["protocols"]:
+        from .evaluate.lowshot import DEFAULT_FRACTIONS, fraction_key, fraction_name
+        for f in DEFAULT_FRACTIONS:
+            key = f"lowshot_{fraction_key(f)}_top1"
             pm = "{0[0]:.4f} ± {0[1]:.4f}"
-            row(f"low-shot {key} ({res['n']} labels, {len(res['top1'])} seeds)", "top-1",
-                (res["mean"], res["std"]), (base["mean"], base["std"]) if base else None, fmt=pm)
-    if "cluster" in result["protocols"]:
-        cl, base = result["cluster"], result["cluster"].get("raw_pixels", {})
-        for measure in ("acc", "nmi", "ari"):
-            row(f"k-means k={cl['k']}", {"acc": "accuracy"}.get(measure, measure.upper()), cl[measure],
-                base.get(measure))
+            base = (r[f"{key}_raw_pixels"], r[f"{key}_std_raw_pixels"]) if f"{key}_raw_pixels" in r else None
+            row(f"low-shot {fraction_name(f)}: {r['lowshot'][fraction_name(f)]['n']} labels", "top-1",
+                (r[key], r[f"{key}_std"]), base, fmt=pm)
+    if "cluster" in r["protocols"]:
+        for measure, label in (("acc", "accuracy"), ("nmi", "NMI"), ("ari", "ARI")):
+            row(f"k-means k={r['cluster']['k']}", label, r[f"cluster_{measure}"],
+                r.get(f"cluster_{measure}_raw_pixels"))
     Console().print(table)
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in result["seconds"].items())
-    print(f"{result['n_train']} train / {result['n_test']} test images, {result['feature_dim']}-d features; {timing}")
+    d = result["data"]
+    seeds = f", low-shot mean ± std over {len(result['lowshot']['seeds'])} seeds" if "lowshot" in result else ""
+    print(f"{d['n_train']} train / {d['n_test']} test images, {d['feature_dim']}-d features{seeds}; {timing}")
     return 0
 
 

@@ -1,0 +1,61 @@
+"""RotNet (Gidaris, Singh & Komodakis 2018, "Unsupervised Representation Learning by Predicting
+Image Rotations", ICLR, arXiv:1803.07728).
+
+Every image of the batch is rotated by 0, 90, 180 and 270 degrees (all four copies in the same
+batch, which the paper, Sec. 2.2 / 3, found better than one random rotation per image), and a
+classifier on the backbone's features predicts which rotation was applied: the loss is the
+cross-entropy of Eq. 1-2, ``-1/4 sum_y log F^y(g(X, y))``, averaged over the batch. The paper's
+classifier is the rest of its network-in-network; here it is a linear layer (``head_hidden=0``)
+or a small MLP on the pooled features. Views: one lightly augmented view (random crop and
+horizontal flip only, as the paper's training).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..augment.views import ViewConfig
+from .base import Method
+from .heads import mlp
+
+
+def rotations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The four rotated copies of a batch (N, C, H, W) of square images, stacked as
+    ``[rot0(x), rot90(x), rot180(x), rot270(x)]`` (counter-clockwise, ``torch.rot90``'s sense), and
+    their labels ``0, 1, 2, 3`` (each repeated N times)."""
+    if x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"rotations need square images, got {tuple(x.shape[-2:])}")
+    rotated = torch.cat([torch.rot90(x, k, dims=(2, 3)) for k in range(4)])
+    labels = torch.arange(4, device=x.device).repeat_interleave(x.shape[0])
+    return rotated, labels
+
+
+class RotNet(Method):
+    name = "rotnet"
+    paper = "Gidaris et al. 2018, Unsupervised Representation Learning by Predicting Image Rotations (arXiv:1803.07728)"
+
+    @dataclass
+    class Args:
+        head_hidden: int = 0   # 0: a linear classifier; otherwise a 2-layer MLP with this hidden width
+
+    def __init__(self, backbone: nn.Module, args: "RotNet.Args"):
+        super().__init__(backbone, args)
+        d = backbone.feature_dim
+        self.classifier = nn.Linear(d, 4) if args.head_hidden <= 0 else mlp(d, args.head_hidden, 4)
+
+    @staticmethod
+    def default_views(size: int) -> list:
+        """One view: random resized crop and horizontal flip, nothing else."""
+        return [ViewConfig(size=size, crop_scale=(0.5, 1.0), flip_p=0.5, jitter_p=0.0, grayscale_p=0.0,
+                           blur_p=0.0, solarize_p=0.0)]
+
+    def forward(self, views):
+        (x,) = views
+        rotated, labels = rotations(x)
+        logits = self.classifier(self.backbone(rotated)).float()
+        loss = F.cross_entropy(logits, labels)
+        accuracy = (logits.detach().argmax(dim=1) == labels).float().mean()
+        return {"loss": loss, "rotation_accuracy": accuracy}
