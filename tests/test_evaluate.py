@@ -200,7 +200,8 @@ def test_kmeans_recovers_separated_blobs_and_is_seeded():
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("evalrun") / "run"
-    cfg = selfsup.build_config("byol-digits", ["augment.size=8", "data.subset=512"], epochs=2)
+    cfg = selfsup.build_config("byol-digits", ["augment.size=8", "data.subset=256", "eval.diagnose_every=0",
+                                               "method_args.proj_hidden=64", "method_args.pred_hidden=64"], epochs=2)
     selfsup.train(cfg, out=str(out))
     return out
 
@@ -243,6 +244,16 @@ def test_eval_cli_runs_every_protocol_as_json_and_records_them(run_dir, capsys):
     assert (run_dir / "features_digits_train.pt").stat().st_mtime_ns == stamp
     entry = json.loads((run_dir / "summary.json").read_text())["eval"]["digits"]
     assert entry["knn"]["majority_k"] == 5 and entry["linear_top1"] == result["linear_top1"]
+    assert "knn_top1_raw_pixels" not in entry  # the knn results were replaced as a whole
+
+
+def test_the_collapse_alarm_stays_quiet_on_a_real_encoder(run_dir):
+    from selfsup.encoder import load_encoder, preprocess_fn
+    from selfsup.evaluate import collapse_alarm, diagnose, extract_features
+    encoder = load_encoder(run_dir)
+    features = extract_features(encoder, load_dataset("digits").test[:256], preprocess_fn(encoder.input_spec))
+    diag = diagnose(features)
+    assert collapse_alarm(diag) == [], diag
 
 
 def test_eval_table_names_every_protocol(run_dir, capsys):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -26,13 +25,17 @@ COMMANDS = {
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        # No abbreviations: `--epoch 3` is a typo to point out, not a guess to act on.
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
     def error(self, message):
-        m = re.match(r"unrecognized arguments: (\S+)", message)
-        if m:
-            options = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
-            message = (f"unknown option {m.group(1)}; valid options for {self.prog}: "
-                       + ", ".join(closest_first(m.group(1), options)))
         raise UsageError(f"{self.prog}: {message}")
+
+    def unknown_options(self, extra: list[str]) -> UsageError:
+        options = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        return UsageError(f"unknown option {extra[0]}; valid options for {self.prog}: "
+                          + ", ".join(closest_first(extra[0], options)))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -99,7 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
             raise unknown("command", argv[0], COMMANDS)
-        args = _parser().parse_args(argv)
+        parser = _parser()
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            commands = parser._subparsers._group_actions[0].choices
+            raise (commands[args.command] if args.command else parser).unknown_options(extra)
         if args.command is None:
             _parser().print_help()
             return 2

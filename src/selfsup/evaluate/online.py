@@ -104,7 +104,8 @@ class OnlineProbe(nn.Module):
         self.seen.zero_()
 
     def get_extra_state(self):
-        return {"optimizer": copy.deepcopy(self.optimizer.state_dict()), "correct": int(self.correct), "seen": int(self.seen)}
+        return {"optimizer": copy.deepcopy(self.optimizer.state_dict()), "correct": int(self.correct),
+                "seen": int(self.seen)}
 
     def set_extra_state(self, state) -> None:
         self.optimizer.load_state_dict(state["optimizer"])

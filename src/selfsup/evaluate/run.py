@@ -13,8 +13,10 @@ every protocol) and each next to the same protocol on raw pixels (flattened, sca
   Hungarian-matched accuracy (:mod:`.cluster`).
 
 Every protocol trains on the training split and is scored on the test split; the test labels are
-used for scoring only. The results are returned as a dict and merged into the run's
-``summary.json`` under ``"eval": {"<dataset>": {...}}``.
+used for scoring only. The results are returned as a dict (headline numbers as flat keys such as
+``linear_top1`` and ``linear_top1_raw_pixels``, settings and details under the protocol's name;
+see :func:`evaluate_run`) and merged into the run's ``summary.json`` under
+``"eval": {"<dataset>": {...}}``: the protocols run replace their earlier results, the others stay.
 
 With ``cache_features=True`` the features are also kept in the run folder as
 ``features_<dataset>_<split>.pt`` (float32 on the CPU, with a fingerprint of the encoder file
@@ -78,9 +80,10 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, data_dir: str | N
 
     ``data`` picks another labelled data source (default: the run's own); ``knn_k`` is the k of
     the majority-vote kNN; ``cluster_restarts`` the number of seeded k-means runs (default 10,
-    3 above 10M numbers: the features of Fashion-MNIST's training split); ``seed`` seeds the held-out split, the low-shot subsets (``seed + i``
-    for the i-th of ``lowshot_seeds``) and k-means; ``raw_pixels=False`` skips the raw-pixel
-    baselines. The result holds ``run_dir``, ``method``, ``dataset``, ``protocols``, ``data``
+    3 above 10M numbers, e.g. 60,000 x 512 features); ``seed`` seeds the held-out split, the
+    low-shot subsets (``seed + i`` for the i-th of ``lowshot_seeds``) and k-means;
+    ``raw_pixels=False`` skips the raw-pixel baselines; ``write_summary=False`` leaves the run
+    folder alone. The result holds ``run_dir``, ``method``, ``dataset``, ``protocols``, ``data``
     (class count, split sizes, feature dimension), ``seconds`` per stage, and per protocol:
 
     * headline numbers as flat keys ``<protocol>_<measure>``, each with ``<...>_raw_pixels``
@@ -158,7 +161,9 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, data_dir: str | N
                 mine, base = res[name], raw[name] if raw else None
                 headline(key, mine["mean"], base and base["mean"])
                 headline(f"{key}_std", mine["std"], base and base["std"])
-                details[name] = {"n": mine["n"], "top1": mine["top1"], **({"top1_raw_pixels": base["top1"]} if base else {})}
+                details[name] = {"n": mine["n"], "top1": mine["top1"]}
+                if base:
+                    details[name]["top1_raw_pixels"] = base["top1"]
             details["seconds"] = round(res["seconds"] + (raw["seconds"] if raw else 0), 3)
             result["lowshot"] = details
         elif protocol == "cluster":
@@ -177,11 +182,15 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, data_dir: str | N
         entry.pop("seconds")
         previous = run.read_summary().get("eval", {})
         previous = previous if isinstance(previous, dict) else {}
+        # Results of the protocols run now replace their earlier ones (all their keys, so that a
+        # baseline left out this time does not linger); other protocols' results stay.
+        kept = {k: v for k, v in (previous.get(dataset.name) or {}).items()
+                if not any(k == p or k.startswith(f"{p}_") for p in protocols)}
         try:
-            run.update_summary(eval={**previous, dataset.name: {**previous.get(dataset.name, {}), **entry}})
+            run.update_summary(eval={**previous, dataset.name: {**kept, **entry}})
         except OSError as e:
-            raise UsageError(f"cannot write {run.summary} ({e.strerror}); evaluate with write_summary=False "
-                             "to leave the run folder alone") from None
+            raise UsageError(f"cannot write {run.summary} ({e.strerror}); evaluate a writable copy of the run "
+                             "folder, or from Python pass write_summary=False") from None
     return result
 
 

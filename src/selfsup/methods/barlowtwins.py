@@ -8,8 +8,9 @@ the batch-standardised embeddings (Eq. 2) to the identity, with lambda = 0.0051.
 small GPU, as the CIFAR recipes of solo-learn do. Views: BYOL's asymmetric pair, which the paper
 uses (Sec. 2, Appendix "Image augmentations").
 
-``scale_loss`` multiplies the loss (1 in the paper; the authors' early code and solo-learn's CIFAR
-recipe scale it, which matters for the parameters outside LARS: biases and BatchNorm).
+``scale_loss`` multiplies the loss (1 in the paper; the authors' first released code scaled it by
+0.024 and solo-learn's CIFAR recipe by 0.1). LARS normalises the weights' steps, so the scale matters
+for the parameters outside LARS (biases and BatchNorm), which take plain SGD steps.
 """
 from __future__ import annotations
 
