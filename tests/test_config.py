@@ -74,3 +74,11 @@ def test_recipe_file_with_invalid_yaml(tmp_path):
     good = tmp_path / "mine.yaml"
     good.write_text(yaml.safe_dump({"method": "byol", "train": {"epochs": 7}}))
     assert build_config(str(good)).train.epochs == 7
+
+
+def test_multicrop_method_args_shape_the_views():
+    # DINO's and SwAV's number of local crops is a method argument; the views must follow it.
+    cfg = build_config("dino-digits", ["method_args.n_local=3"])
+    assert len(cfg.augment.views) == 2 + 3
+    cfg = build_config("swav-digits", ["method_args.n_local=0"])
+    assert len(cfg.augment.views) == 2

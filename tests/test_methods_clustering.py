@@ -29,7 +29,7 @@ def _method(name, steps_per_epoch=3, total_steps=30, **kw):
 
 def _views(method, n=B):
     args = method.args if hasattr(method.args, "n_local") else None
-    configs = method.default_views(8, args) if args is not None else method.default_views(8)
+    configs = method.default_views(8, args)
     return [torch.randn(n, 1, c.size, c.size) for c in configs]
 
 

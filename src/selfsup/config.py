@@ -258,7 +258,7 @@ def _resolve_method(cfg: Config) -> None:
     method = METHODS[cfg.method]
     args = method.Args(**_coerce_fields(method.Args, cfg.method_args, f"method_args ({cfg.method})"))
     cfg.method_args = asdict(args)
-    defaults = method.default_views(cfg.augment.size)
+    defaults = method.default_views(cfg.augment.size, args)
     if len(cfg.augment.views) > len(defaults):
         raise UsageError(f"augment.views has {len(cfg.augment.views)} entries but {cfg.method} uses "
                          f"{len(defaults)} views")

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..augment.views import byol_views
 from ..losses import barlow_twins_loss
-from .base import Method
+from .base import Method, views_of_size
 from .heads import mlp
 
 
@@ -40,7 +40,7 @@ class BarlowTwins(Method):
         super().__init__(backbone, args)
         self.projector = mlp(backbone.feature_dim, args.proj_hidden, args.proj_dim, layers=args.proj_layers)
 
-    default_views = staticmethod(byol_views)
+    default_views = views_of_size(byol_views)
 
     def forward(self, views):
         v1, v2 = views

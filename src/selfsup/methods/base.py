@@ -4,7 +4,8 @@ Contract (the training loop relies on nothing else):
 
 * ``Args``: a dataclass of the method's hyper-parameters (validated from the config's
   ``method_args``);
-* ``default_views(size)``: the list of :class:`~selfsup.augment.views.ViewConfig` the paper uses;
+* ``default_views(size, args)``: the list of :class:`~selfsup.augment.views.ViewConfig` the paper
+  uses for images of side ``size``, shaped by the method's ``Args`` where they matter (multi-crop);
 * ``forward(views) -> dict``: ``"loss"`` (a scalar tensor) plus any scalars worth logging;
 * ``configure(steps_per_epoch, total_steps)``: told once before training;
 * ``before_optimizer_step(step)``: gradient surgery between backward and the optimiser step;
@@ -38,7 +39,7 @@ class Method(nn.Module):
         self.args = args
 
     @staticmethod
-    def default_views(size: int) -> list:
+    def default_views(size: int, args=None) -> list:
         raise NotImplementedError
 
     @property
@@ -65,3 +66,8 @@ class Method(nn.Module):
     def after_step(self, step: int, total_steps: int) -> dict:
         """Called after optimiser step ``step`` (1-based count of steps taken)."""
         return {}
+
+
+def views_of_size(fn):
+    """``default_views`` for a method whose views depend on the image size alone."""
+    return staticmethod(lambda size, args=None: fn(size))

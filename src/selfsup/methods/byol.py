@@ -13,7 +13,7 @@ from torch import nn
 
 from ..augment.views import byol_views
 from ..losses import byol_loss
-from .base import Method
+from .base import Method, views_of_size
 from .heads import mlp
 from .teacher import MomentumTeacher, cosine_tau
 
@@ -41,7 +41,7 @@ class BYOL(Method):
         # A view of the registered modules (not registered twice), paired with the target's copy.
         return nn.Sequential(self.backbone, self.projector)
 
-    default_views = staticmethod(byol_views)
+    default_views = views_of_size(byol_views)
 
     def forward(self, views):
         v1, v2 = views

@@ -32,7 +32,7 @@ from torch import nn
 from ..augment.views import ViewConfig
 from ..errors import UsageError
 from ..losses import infonce
-from .base import Method
+from .base import Method, views_of_size
 from .queue import MemoryQueue
 from .teacher import MomentumTeacher, cosine_tau
 
@@ -86,7 +86,7 @@ class MoCoV2(Method):
     def _online(self) -> nn.Sequential:
         return nn.Sequential(self.backbone, self.projector)
 
-    default_views = staticmethod(mocov2_views)
+    default_views = views_of_size(mocov2_views)
 
     def _query(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(_in_chunks(self._online(), x, self.args.bn_splits), dim=1)

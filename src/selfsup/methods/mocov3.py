@@ -18,7 +18,7 @@ from torch import nn
 
 from ..augment.views import byol_views
 from ..losses import infonce
-from .base import Method
+from .base import Method, views_of_size
 from .heads import mlp
 from .teacher import MomentumTeacher, cosine_tau
 
@@ -47,7 +47,7 @@ class MoCoV3(Method):
     def _online(self) -> nn.Sequential:
         return nn.Sequential(self.backbone, self.projector)
 
-    default_views = staticmethod(byol_views)
+    default_views = views_of_size(byol_views)
 
     def forward(self, views):
         v1, v2 = views

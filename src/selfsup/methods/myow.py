@@ -26,7 +26,7 @@ from torch import nn
 
 from ..augment.views import byol_views
 from ..losses import byol_loss
-from .base import Method
+from .base import Method, views_of_size
 from .heads import mlp
 from .teacher import MomentumTeacher, cosine_tau
 
@@ -98,7 +98,7 @@ class MYOW(Method):
         # A view of the registered modules (not registered twice), paired with the target's copy.
         return _Network(self.backbone, self.projector, self.projector_m)
 
-    default_views = staticmethod(byol_views)
+    default_views = views_of_size(byol_views)
 
     def weight_at(self, step: int) -> float:
         """``w`` after ``step`` optimiser steps: 0 during the warm-up, then a linear ramp."""

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..augment.views import byol_views
 from ..losses import infonce
-from .base import Method
+from .base import Method, views_of_size
 from .heads import mlp
 from .queue import MemoryQueue
 
@@ -49,7 +49,7 @@ class NNCLR(Method):
         self.support.push(F.normalize(torch.randn(args.queue_size, args.proj_dim), dim=1))
         self._pending: torch.Tensor | None = None
 
-    default_views = staticmethod(byol_views)
+    default_views = views_of_size(byol_views)
 
     @torch.no_grad()
     def nearest_neighbour(self, z: torch.Tensor) -> torch.Tensor:

@@ -47,7 +47,7 @@ class RotNet(Method):
         self.classifier = nn.Linear(d, 4) if args.head_hidden <= 0 else mlp(d, args.head_hidden, 4)
 
     @staticmethod
-    def default_views(size: int) -> list:
+    def default_views(size: int, args=None) -> list:
         """One view: random resized crop and horizontal flip, nothing else."""
         return [ViewConfig(size=size, crop_scale=(0.5, 1.0), flip_p=0.5, jitter_p=0.0, grayscale_p=0.0,
                            blur_p=0.0, solarize_p=0.0)]

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..augment.views import ViewConfig
 from ..losses import nt_xent
-from .base import Method
+from .base import Method, views_of_size
 from .heads import mlp
 
 
@@ -52,7 +52,7 @@ class SimCLR(Method):
         super().__init__(backbone, args)
         self.projector = mlp(backbone.feature_dim, args.proj_hidden, args.proj_dim, layers=args.proj_layers)
 
-    default_views = staticmethod(simclr_views)
+    default_views = views_of_size(simclr_views)
 
     def forward(self, views):
         v1, v2 = views

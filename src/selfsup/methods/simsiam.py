@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..losses import negative_cosine
-from .base import Method
+from .base import Method, views_of_size
 from .heads import mlp
 from .mocov2 import mocov2_views
 
@@ -38,7 +38,7 @@ class SimSiam(Method):
                              last_bn=True)
         self.predictor = mlp(args.proj_dim, args.pred_hidden, args.proj_dim)
 
-    default_views = staticmethod(mocov2_views)
+    default_views = views_of_size(mocov2_views)
 
     def forward(self, views):
         v1, v2 = views
