@@ -51,6 +51,10 @@ class ModelConfig:
     backbone: str = "resnet18"
     stem: str = "cifar"
     zero_init_residual: bool = False
+    # Vision transformers only (ignored by ResNets):
+    patch_size: int = 0               # 0: the preset's rule for the image size (4 at 32 px, 2 at 16 px)
+    pool: str = "cls"                 # cls | mean: which output is the representation
+    pos_embed: str = "sincos"         # sincos (fixed 2-D) | learned
 
 
 @dataclass

@@ -29,7 +29,7 @@ def load_encoder(run_dir: str | Path, device: str | torch.device = "cpu") -> nn.
     if not isinstance(blob, dict) or blob.get("format") != ENCODER_FORMAT:
         raise UsageError(f"{path} is not a selfsup encoder file (expected format {ENCODER_FORMAT})")
     spec = blob["backbone"]
-    encoder = build_backbone(spec["name"], spec["in_channels"], spec["stem"])
+    encoder = build_backbone(**spec)
     encoder.load_state_dict(blob["state_dict"])
     encoder.input_spec = blob["input"]
     return encoder.to(device).eval()

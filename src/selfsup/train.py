@@ -88,7 +88,9 @@ def build(cfg: Config, device: torch.device | None = None, data: Dataset | None 
         raise UsageError(f"{data.name} has 3 channels; set augment.channels=3")
     recipe = ViewRecipe(cfg.view_configs(), channels, mean, std)
     loader = BatchLoader(data.train, cfg.train.batch_size, device, cfg.data.placement, seed=cfg.seed)
-    backbone = build_backbone(cfg.model.backbone, channels, cfg.model.stem, cfg.model.zero_init_residual)
+    m = cfg.model
+    backbone = build_backbone(m.backbone, channels, m.stem, m.zero_init_residual, cfg.augment.size, m.patch_size,
+                              m.pool, m.pos_embed)
     method_cls = METHODS[cfg.method]
     method = method_cls(backbone, method_cls.Args(**cfg.method_args)).to(device)
     channels_last = cfg.train.channels_last == "true" or (cfg.train.channels_last == "auto" and device.type == "cuda")

@@ -1,7 +1,10 @@
 """Backbones by name: one registry, one constructor signature (as timm does it).
 
-``build_backbone(name, in_channels=3, stem="cifar")`` returns an ``nn.Module`` mapping images
-(N, C, H, W) to features (N, D) with ``.feature_dim == D``.
+``build_backbone(name, in_channels=3, stem="cifar", ...)`` returns an ``nn.Module`` mapping images
+(N, C, H, W) to features (N, D) with ``.feature_dim == D`` and ``.spec``, the keyword arguments
+that rebuild it (``build_backbone(**model.spec)``). ResNets take ``stem`` and
+``zero_init_residual``; vision transformers (``vit-*``, in ``vit.py``) take ``image_size``,
+``patch_size``, ``pool`` and ``pos_embed``; each ignores the other family's options.
 """
 from __future__ import annotations
 
@@ -23,12 +26,17 @@ BACKBONES = {
 }
 
 STEMS = ("cifar", "imagenet")
+VIT_NAMES = ("vit-tiny", "vit-small", "vit-base")  # built by vit.build_vit
 
 
-def build_backbone(name: str, in_channels: int = 3, stem: str = "cifar",
-                   zero_init_residual: bool = False) -> nn.Module:
+def build_backbone(name: str, in_channels: int = 3, stem: str = "cifar", zero_init_residual: bool = False,
+                   image_size: int = 32, patch_size: int = 0, pool: str = "cls",
+                   pos_embed: str = "sincos") -> nn.Module:
+    if name in VIT_NAMES:
+        from .vit import build_vit
+        return build_vit(name, in_channels, image_size, patch_size, pool, pos_embed)
     if name not in BACKBONES:
-        raise unknown("backbone", name, BACKBONES)
+        raise unknown("backbone", name, [*BACKBONES, *VIT_NAMES])
     if stem not in STEMS:
         raise unknown("stem", stem, STEMS)
     model = BACKBONES[name](in_channels=in_channels, stem=stem, zero_init_residual=zero_init_residual)
