@@ -10,7 +10,7 @@ import pkgutil
 
 from .base import Method
 
-_SHARED = {"base", "heads", "teacher", "queue", "multicrop", "sinkhorn"}
+_SHARED = {"base", "heads", "teacher", "queue", "multicrop", "sinkhorn", "masking"}
 
 
 def _discover() -> dict[str, type[Method]]:
