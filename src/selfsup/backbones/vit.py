@@ -173,9 +173,23 @@ class VisionTransformer(nn.Module):
                      "patch_size": patch_size, "pool": pool, "pos_embed": pos_embed}
 
     def embed(self, x: torch.Tensor, add_pos: bool = True) -> torch.Tensor:
-        """Patch tokens (N, L, D) in row-major order, with the position embedding when ``add_pos``."""
-        tokens = self.patch_embed(x).flatten(2).transpose(1, 2)
-        return tokens + self.pos_embed.to(tokens.dtype) if add_pos else tokens
+        """Patch tokens (N, L, D) in row-major order, with the position embedding when ``add_pos``.
+
+        Images of another size than ``image_size`` (multi-crop's local views) get the position
+        embedding resized bicubically to their patch grid, as DINO's ``interpolate_pos_encoding``:
+        a smaller view is taken to span the same extent as a full one.
+        """
+        grid = self.patch_embed(x)
+        tokens = grid.flatten(2).transpose(1, 2)
+        return tokens + self.pos_embed_for(*grid.shape[-2:]).to(tokens.dtype) if add_pos else tokens
+
+    def pos_embed_for(self, rows: int, cols: int) -> torch.Tensor:
+        """The patch position embedding (1, rows*cols, D) for a ``rows x cols`` patch grid."""
+        if rows == cols == self.grid:
+            return self.pos_embed
+        pe = self.pos_embed.reshape(1, self.grid, self.grid, -1).permute(0, 3, 1, 2)
+        pe = F.interpolate(pe.float(), size=(rows, cols), mode="bicubic", align_corners=False)
+        return pe.flatten(2).transpose(1, 2).to(self.pos_embed.dtype)
 
     def encode(self, tokens: torch.Tensor, keep: torch.Tensor | None = None, cls: bool = True,
                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -209,7 +223,8 @@ class VisionTransformer(nn.Module):
             tokens = block(tokens)
         last = self.blocks[-1]
         weights = last.attn.weights(last.norm1(tokens))  # (N, heads, 1 + L, 1 + L)
-        return weights[:, :, 0, 1:].reshape(x.shape[0], self.num_heads, self.grid, self.grid)
+        rows, cols = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
+        return weights[:, :, 0, 1:].reshape(x.shape[0], self.num_heads, rows, cols)
 
 
 def _check(image_size: int, patch_size: int, pool: str, pos_embed: str) -> None:
