@@ -10,7 +10,7 @@ import pkgutil
 
 from .base import Method
 
-_SHARED = {"base", "heads", "teacher", "queue", "multicrop", "sinkhorn", "masking"}
+_SHARED = {"base", "heads", "teacher", "queue", "multicrop", "sinkhorn", "masking", "blockmask"}
 
 
 def _discover() -> dict[str, type[Method]]:
