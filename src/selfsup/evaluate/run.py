@@ -12,6 +12,10 @@ every protocol) and each next to the same protocol on raw pixels (flattened, sca
 * ``cluster``: k-means with k = number of classes on L2-normalised features, NMI, ARI and
   Hungarian-matched accuracy (:mod:`.cluster`).
 
+and one that trains the encoder: ``finetune``, end-to-end fine-tuning of a copy of the encoder
+with a linear head, the epoch chosen on a held-out 10% of the training split (:mod:`.finetune`;
+no raw-pixel baseline, and not part of ``all``, which names the frozen-feature protocols).
+
 Every protocol trains on the training split and is scored on the test split; the test labels are
 used for scoring only. The results are returned as a dict (headline numbers as flat keys such as
 ``linear_top1`` and ``linear_top1_raw_pixels``, settings and details under the protocol's name;
@@ -37,8 +41,10 @@ from ..data import load_dataset
 from ..encoder import check_input, load_encoder, preprocess_fn
 from ..errors import UsageError, unknown
 from ..runs import RunFolder, atomic_torch_save
+from ..augment.views import ViewConfig
 from .cluster import cluster_eval
 from .features import extract_features, raw_pixel_features
+from .finetune import FinetuneArgs, finetune
 from .knn import knn_top1
 from .linear import linear_probe
 from .lowshot import DEFAULT_FRACTIONS, DEFAULT_SEEDS, fraction_key, fraction_name, lowshot_probe
@@ -48,7 +54,9 @@ PROTOCOLS = {
     "linear": "linear probe, weight decay chosen on 10% of the training split",
     "lowshot": "linear probe on 1% and 10% of the labels, 3 seeds",
     "cluster": "k-means with k = classes: NMI, ARI, cluster accuracy",
+    "finetune": "end-to-end fine-tuning with a linear head, epoch chosen on 10% of the training split",
 }
+FROZEN_PROTOCOLS = ("knn", "linear", "lowshot", "cluster")  # what "all" expands to
 DEFAULT_MAJORITY_K = 20
 _RUN_KEYS = ("run_dir", "method", "dataset", "protocols")
 
@@ -60,7 +68,7 @@ def parse_protocols(protocols: str | Iterable[str]) -> list[str]:
     for name in (n.strip() for n in names):
         if not name:
             continue
-        expanded = list(PROTOCOLS) if name == "all" else [name]
+        expanded = list(FROZEN_PROTOCOLS) if name == "all" else [name]
         for p in expanded:
             if p not in PROTOCOLS:
                 raise unknown("protocol", p, [*PROTOCOLS, "all"])
@@ -75,14 +83,15 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, data_dir: str | N
                  device: str = "auto", protocols: str | Iterable[str] = ("knn",), knn_k: int = DEFAULT_MAJORITY_K,
                  seed: int = 0, raw_pixels: bool = True, cache_features: bool = False,
                  write_summary: bool = True, lowshot_fractions=DEFAULT_FRACTIONS, lowshot_seeds=DEFAULT_SEEDS,
-                 cluster_restarts: int | None = None) -> dict:
+                 cluster_restarts: int | None = None, finetune_args: FinetuneArgs | dict | None = None) -> dict:
     """Run the evaluation ``protocols`` on the encoder of ``run_dir``; a JSON-ready dict.
 
     ``data`` picks another labelled data source (default: the run's own); ``knn_k`` is the k of
     the majority-vote kNN; ``cluster_restarts`` the number of seeded k-means runs (default 10,
     3 above 10M numbers, e.g. 60,000 x 512 features); ``seed`` seeds the held-out split, the
     low-shot subsets (``seed + i`` for the i-th of ``lowshot_seeds``) and k-means;
-    ``raw_pixels=False`` skips the raw-pixel baselines; ``write_summary=False`` leaves the run
+    ``raw_pixels=False`` skips the raw-pixel baselines; ``finetune_args`` (a :class:`FinetuneArgs`
+    or its fields as a dict) sets the fine-tuning protocol; ``write_summary=False`` leaves the run
     folder alone. The result holds ``run_dir``, ``method``, ``dataset``, ``protocols``, ``data``
     (class count, split sizes, feature dimension), ``seconds`` per stage, and per protocol:
 
@@ -110,23 +119,25 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, data_dir: str | N
     num_classes = dataset.num_classes
     seconds = {}
 
+    frozen = any(p in FROZEN_PROTOCOLS for p in protocols)
     start = time.perf_counter()
     transform = preprocess_fn(encoder.input_spec)
     feats = {}
-    for split, images in (("train", dataset.train), ("test", dataset.test)):
+    for split, images in (("train", dataset.train), ("test", dataset.test)) if frozen else ():
         feats[split] = _features(run, encoder, images, transform, dataset.name, split, cfg.eval.batch_size, device,
                                  cache_features)
-    seconds["features"] = round(time.perf_counter() - start, 3)
-    train_f, test_f = feats["train"], feats["test"]
+    if frozen:
+        seconds["features"] = round(time.perf_counter() - start, 3)
+    train_f, test_f = feats.get("train"), feats.get("test")
     train_y, test_y = dataset.train_labels.to(device), dataset.test_labels.to(device)
     pixels = None
-    if raw_pixels:
+    if raw_pixels and frozen:
         pixels = {split: (raw_pixel_features(images) / 255).to(device)
                   for split, images in (("train", dataset.train), ("test", dataset.test))}
 
     result: dict = {"run_dir": str(run.path), "method": cfg.method, "dataset": dataset.name, "protocols": protocols,
-                    "data": {"num_classes": num_classes, "n_train": len(train_f), "n_test": len(test_f),
-                             "feature_dim": train_f.shape[1]}}
+                    "data": {"num_classes": num_classes, "n_train": len(dataset.train), "n_test": len(dataset.test),
+                             "feature_dim": encoder.feature_dim}}
 
     def headline(key: str, value: float, baseline: float | None) -> None:
         result[key] = value
@@ -174,6 +185,14 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, data_dir: str | N
             for measure in ("acc", "nmi", "ari"):
                 headline(f"cluster_{measure}", res.pop(measure), raw and raw[measure])
             result["cluster"] = res
+        elif protocol == "finetune":
+            ft = finetune_args if isinstance(finetune_args, FinetuneArgs) else FinetuneArgs(**(finetune_args or {}))
+            views = cfg.view_configs()
+            first = views[0] if views else ViewConfig()  # crop and flip of the run's first view
+            res = finetune(encoder, dataset.train, dataset.train_labels, dataset.test, dataset.test_labels,
+                           num_classes, encoder.input_spec, first.crop_scale, first.flip_p, device, seed, ft)
+            headline("finetune_top1", res.pop("top1"), None)
+            result["finetune"] = res
         seconds[protocol] = round(time.perf_counter() - start, 3)
     result["seconds"] = seconds
 
