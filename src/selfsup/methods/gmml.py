@@ -186,12 +186,22 @@ class GMML(Method):
         return {"loss": loss, "corrupted_fraction": masks.float().mean().detach()}
 
     @torch.no_grad()
-    def visualize(self, x: torch.Tensor) -> dict:
-        """Normalised images in, normalised images out: the corrupted input ("masked"), the
-        reconstruction, and the corrupted region ("mask", 1 where corrupted, (N, 1, H, W))."""
-        corrupted, masks = self.corrupt(x)
-        _, rec = self.encode_for_reconstruction(corrupted)
+    def visualize(self, x: torch.Tensor, seed: int = 0) -> dict:
+        """Normalised images in, normalised images out (in eval mode, corruption drawn from
+        ``seed``): the corrupted input ("masked"), the model's whole reconstruction (GMML predicts
+        every pixel; the loss only looks at the corrupted ones), and the corrupted region ("mask",
+        1 where corrupted, (N, 1, H, W))."""
+        was_training = self.training
+        self.eval()
+        devices = [x.device] if x.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(seed)
+                corrupted, masks = self.corrupt(x)
+            _, rec = self.encode_for_reconstruction(corrupted)
+        finally:
+            self.train(was_training)
         p = self.backbone.patch_size
-        recon = unpatchify(self.head(rec).float(), p, x.shape[1])
-        mask = unpatchify(masks[..., None].float().expand(-1, -1, p * p), p, 1)
+        recon = unpatchify(self.head(rec).float(), p, x.shape[1]).to(x.dtype)
+        mask = unpatchify(masks[..., None].to(x.dtype).expand(-1, -1, p * p), p, 1)
         return {"masked": corrupted, "reconstruction": recon, "mask": mask}
