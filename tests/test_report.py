@@ -62,3 +62,15 @@ def test_report_renders_in_headless_chromium(two_runs, tmp_path):
                     f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,2400",
                     f"--screenshot={shot}", out.as_uri()], capture_output=True, timeout=120)
     assert shot.is_file() and shot.stat().st_size > 50_000  # a blank page is a few kB
+
+
+def test_report_of_a_masked_vit_run_shows_reconstructions_and_attention_maps(two_runs, tmp_path):
+    run = tmp_path / "gmml"
+    sets = ["augment.size=8", "data.subset=64", "train.batch_size=32"]
+    selfsup.train(build_config("gmml-digits", sets, epochs=1), out=run)
+    page = write_report([run, two_runs[0]], out=tmp_path / "report.html").read_text()
+    parser = _Images()
+    parser.feed(page)
+    assert parser.images.count("reconstructions") == 1 and parser.images.count("attention") == 1
+    assert "run0: no reconstructions (byol does not reconstruct images)" in page
+    assert "run0: no attention maps (resnet-small is not a vision transformer)" in page

@@ -7,6 +7,11 @@ did the model see (pairs of augmented views from the run's own pipeline). With s
 curves are overlaid and a comparison table leads. Images are embedded PNGs, so the file reads
 offline. Plots need the optional extra ``selfsup[report]`` (matplotlib; scikit-learn for the
 t-SNE map); the page says which parts were skipped and why.
+
+Masked-modelling and vision-transformer runs get two more figures: for methods with a
+``visualize(x)`` (MAE, GMML, SiT), original / masked / reconstructed test images from the method
+rebuilt from the run's last checkpoint; for ViT encoders, the class token's attention over the
+patches in the last block, per head, on a few test images (DINO's maps, Caron et al. 2021, Fig. 1).
 """
 from __future__ import annotations
 
@@ -23,6 +28,8 @@ from .runs import RunFolder
 
 MAP_POINTS = 2000        # test embeddings in the 2-D map
 CONFUSION_MEMORY = 20000  # train images used as the kNN memory of the confusion matrix
+RECONSTRUCTED = 8         # test images shown original / masked / reconstructed
+ATTENDED = 6              # test images shown with their class-token attention maps
 
 
 def _png(fig) -> str:
@@ -191,6 +198,87 @@ def _run_pictures(run: _Run, plt, device: str, skipped: list[str]) -> dict:
     return out
 
 
+def _show(ax, img, title=None, **kw) -> None:
+    ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, **kw)
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=7, loc="left")
+
+
+def _masked_vit_pictures(run: _Run, plt, device: str, skipped: list[str]) -> dict:
+    """Reconstructions (methods with ``visualize``) and class-token attention maps (ViT encoders)
+    on the first test images; each part says in ``skipped`` why it is missing."""
+    from .backbones import VIT_NAMES, build_backbone
+    from .config import load_run_config
+    from .data import load_dataset
+    from .encoder import load_encoder, preprocess_fn
+    from .methods import METHODS
+
+    out = {}
+    cfg = load_run_config(run.folder.config)
+    method_cls = METHODS[cfg.method]
+    wants_recon = hasattr(method_cls, "visualize")
+    wants_attention = cfg.model.backbone in VIT_NAMES
+    if not wants_recon:
+        skipped.append(f"{run.name}: no reconstructions ({cfg.method} does not reconstruct images)")
+    if not wants_attention:
+        skipped.append(f"{run.name}: no attention maps ({cfg.model.backbone} is not a vision transformer)")
+    if not (wants_recon or wants_attention):
+        return out
+    if not run.folder.encoder.is_file():
+        skipped.append(f"{run.name}: no reconstructions or attention maps (no encoder.pt: unfinished run)")
+        return out
+    try:
+        data = load_dataset(cfg.data.name, data_dir=cfg.data.data_dir)
+    except UsageError as e:
+        skipped.append(f"{run.name}: no reconstructions or attention maps ({e})")
+        return out
+    images, split = (data.test, "test") if data.test is not None else (data.train, "train")
+    encoder = load_encoder(run.folder.path, device)
+    spec = encoder.input_spec
+    x = preprocess_fn(spec)(images[:max(RECONSTRUCTED, ATTENDED)].to(device))
+    mean = torch.tensor(spec["mean"], device=device).view(1, -1, 1, 1)
+    std = torch.tensor(spec["std"], device=device).view(1, -1, 1, 1)
+
+    def pixels(t: torch.Tensor):  # normalised (N, C, H, W) -> displayable (N, H, W, C) in [0, 1]
+        return (t.float() * std + mean).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+
+    if wants_recon and not run.folder.checkpoint.is_file():
+        skipped.append(f"{run.name}: no reconstructions (no checkpoints/last.pt to rebuild the method from)")
+    elif wants_recon:
+        m = cfg.model
+        backbone = build_backbone(m.backbone, cfg.augment.channels, m.stem, m.zero_init_residual, cfg.augment.size,
+                                  m.patch_size, m.pool, m.pos_embed)
+        method = method_cls(backbone, method_cls.Args(**cfg.method_args))
+        ckpt = torch.load(run.folder.checkpoint, map_location="cpu", weights_only=False)
+        method.load_state_dict(ckpt["method"])
+        method.to(device).eval()
+        shown = x[:RECONSTRUCTED]
+        vis = method.visualize(shown)
+        rows = [("original", pixels(shown)), ("masked", pixels(vis["masked"])),
+                ("reconstruction", pixels(vis["reconstruction"]))]
+        fig, axes = plt.subplots(len(rows), len(shown), figsize=(1.3 * len(shown), 1.3 * len(rows)), squeeze=False)
+        for r, (title, row) in enumerate(rows):
+            for c in range(len(shown)):
+                _show(axes[r][c], row[c], title if c == 0 else None, cmap="gray", vmin=0, vmax=1)
+        fig.suptitle(f"{cfg.method}: {split} images, the method's masking (seeded) and its output", fontsize=8)
+        out["reconstructions"] = _png(fig)
+    if wants_attention:
+        shown = x[:ATTENDED]
+        maps = encoder.cls_attention(shown).float().cpu()  # (N, heads, grid, grid)
+        heads = maps.shape[1]
+        img = pixels(shown)
+        fig, axes = plt.subplots(len(shown), heads + 1, figsize=(1.3 * (heads + 1), 1.3 * len(shown)), squeeze=False)
+        for r in range(len(shown)):
+            _show(axes[r][0], img[r], "image" if r == 0 else None, cmap="gray", vmin=0, vmax=1)
+            for h in range(heads):
+                _show(axes[r][h + 1], maps[r, h].numpy(), f"head {h + 1}" if r == 0 else None, cmap="inferno")
+        fig.suptitle(f"class-token attention over the {maps.shape[-1]}x{maps.shape[-1]} patches, last block "
+                     f"({split} images)", fontsize=8)
+        out["attention"] = _png(fig)
+    return out
+
+
 def _table(rows: list[dict], columns: list[str]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows)
@@ -248,12 +336,15 @@ def write_report(run_dirs: list[str | Path], out: str | Path | None = None, devi
         for run in runs:
             alarms = run.events("collapse")
             pics = _run_pictures(run, plt, device, skipped)
+            pics.update(_masked_vit_pictures(run, plt, device, skipped))
             parts = [f"<h2>{html.escape(run.name)}</h2>"]
             if alarms:
                 parts.append("<p class='alarm'>collapse alarm: " + html.escape("; ".join(
                     f"epoch {a.get('epoch')}: {', '.join(a.get('reasons', []))}" for a in alarms)) + "</p>")
             for key, title in (("views", "augmented views (the run's own pipeline)"),
-                               ("map", "test embeddings"), ("confusion", "kNN confusion matrix")):
+                               ("map", "test embeddings"), ("confusion", "kNN confusion matrix"),
+                               ("reconstructions", "original / masked / reconstructed test images"),
+                               ("attention", "class-token attention maps (last block, per head)")):
                 if key in pics:
                     parts.append(f"<figure><img alt='{key}' src='{pics[key]}'><figcaption>{title}</figcaption></figure>")
             parts.append(f"<details><summary>config.yaml</summary><pre>{html.escape(run.config_text)}</pre></details>")
