@@ -7,8 +7,9 @@ Two samplers:
   connected tokens" are corrupted) and SiT (arXiv:2104.03602). Rectangles are drawn as BEiT's
   blockwise masking (Bao et al. 2022, arXiv:2106.08254, Algorithm 1): a target area uniform between
   a minimum block and the tokens still to mask, a log-uniform aspect ratio in ``(0.3, 1/0.3)``, a
-  uniform position, accepted when it adds at least one and at most the remaining number of tokens;
-  up to 10 attempts per block. Two choices where the papers are silent:
+  uniform position, accepted when it adds at least one and at most the remaining number of tokens
+  (BEiT tries 10 times per block; here every sample gets one proposal per round, for 10 rounds per
+  block an average block would need, at least 30). Two choices where the papers are silent:
 
   - *Token-aligned groups.* The GMML/SiT code corrupts pixel rectangles (``drop_align=1``) of
     sides up to 30% of the image; here the groups are whole tokens (the code's
@@ -31,13 +32,13 @@ Two samplers:
   from which every target region is removed, so context and targets are disjoint. As the authors,
   one block size per batch (per kind) and positions per sample; a block side is ``round(sqrt(
   int(L * scale) * aspect))`` made strictly smaller than the grid. Scaled to small grids, since
-  the fractions are the paper's: on 8x8 the targets are 3x3 to 3x4 tokens and the context block
+  the fractions are the paper's: on 8x8 the targets are 3x3 to 4x3 tokens and the context block
   7x7; on 4x4 the targets are 1x1 to 2x2 and the context 3x3 (where 4 targets leave little
   context: use ``num_targets=2`` there). ``min_keep`` (the authors' 10 context tokens at 14x14 to
   16x16, 5% of ``L``, at least 2 here). Differences from the authors' code, each to keep the
-  paper's stated property: (a) a context with fewer than ``min_keep`` tokens is redrawn together
-  with its targets, where the code relaxes the no-overlap constraint (which would let context and
-  targets overlap); (b) positions are uniform over every valid top-left corner (the code's
+  paper's stated property: (a) when 20 context positions (the code's timeout) all leave fewer
+  than ``min_keep`` tokens, the targets are redrawn too, where the code relaxes the no-overlap
+  constraint (which would let context and targets overlap); (b) positions are uniform over every valid top-left corner (the code's
   ``randint(0, H - h)`` never reaches the last one); (c) scale and aspect ratio are two draws (the
   code reuses one uniform for both); (d) contexts are cut to the batch's smallest context (needed
   for a dense batch, as the code) by a random subset rather than the first tokens in row-major
@@ -45,8 +46,8 @@ Two samplers:
 
 Both samplers are batched torch code (a fixed number of proposal rounds for every sample at
 once), so they run on the device next to the model; randomness comes from torch's generator of
-that device, which the training loop checkpoints, so runs resume exactly. One host sync per call
-(the number of growing steps or the batch's smallest context).
+that device, which the training loop checkpoints, so runs resume exactly. A few host syncs per
+call (the number of growing steps; the block sizes and the batch's smallest context).
 """
 from __future__ import annotations
 
