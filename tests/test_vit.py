@@ -141,3 +141,14 @@ def test_bad_settings_are_one_line_usage_errors(kw, match):
 def test_unknown_preset_names_the_choices():
     with pytest.raises(UsageError, match="vit-tiny"):
         build_vit("vit-tny")
+
+
+def test_attention_weights_are_the_ones_scaled_dot_product_attention_uses():
+    vit = tiny()
+    attn = vit.blocks[-1].attn
+    x = torch.randn(2, 5, 32)
+    weights = attn.weights(x)  # (2, heads, 5, 5)
+    _, _, v = attn._qkv(x)
+    mixed = (weights @ v).transpose(1, 2).reshape(2, 5, 32)
+    assert torch.allclose(attn.proj(mixed), attn(x), atol=1e-5)
+    assert torch.allclose(weights.sum(-1), torch.ones(2, 4, 5), atol=1e-5)
