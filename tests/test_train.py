@@ -73,7 +73,9 @@ def test_sigint_mid_epoch_saves_a_checkpoint_and_resume_matches_an_uninterrupted
     cmd = [sys.executable, "-m", "selfsup", "train", "byol-digits", "--epochs", "3", "--out", str(tmp_path / "int")]
     for s in sets:
         cmd += ["--set", s]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The same number of threads as this process (the reference run): float sums depend on it.
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     metrics = tmp_path / "int" / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and not (metrics.exists() and metrics.read_text().count('"step"') >= 3):

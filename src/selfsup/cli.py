@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -112,10 +113,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return globals()[f"_cmd_{args.command}"](args) or 0
     except UsageError as e:
-        err.print(f"[red]error:[/] {e}", soft_wrap=True)
+        err.print(f"[red]error{_rank_tag()}:[/] {e}", soft_wrap=True)
         return 2
     except TrainingError as e:
-        err.print(f"[red]training stopped:[/] {e}", soft_wrap=True)
+        err.print(f"[red]training stopped{_rank_tag()}:[/] {e}", soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -123,9 +124,23 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # only the Interrupted signal path is expected here
         from .train import Interrupted
         if isinstance(e, Interrupted):
-            err.print(f"[yellow]interrupted:[/] {e}", soft_wrap=True)
+            err.print(f"[yellow]interrupted{_rank_tag()}:[/] {e}", soft_wrap=True)
             return 130
+        import torch.distributed as dist
+        if _rank_tag() and isinstance(e, (dist.DistError, RuntimeError)):
+            # A collective failed: another process died or timed out. Its own error is above.
+            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            err.print(f"[red]error{_rank_tag()}:[/] lost another process of the job ({first}); see the failing "
+                      "rank's message; the last checkpoint is kept", soft_wrap=True)
+            return 1
         raise
+
+
+def _rank_tag() -> str:
+    """' (rank r of w)' inside a torchrun job of several processes, else ''."""
+    import os
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return f" (rank {os.environ.get('RANK', '0')} of {world})" if world > 1 else ""
 
 
 def _train_with_progress(cfg=None, out=None, resume=None) -> dict:
@@ -164,6 +179,8 @@ def _cmd_train(args) -> int:
         cfg = build_config(args.recipe, args.set, method=args.method, data=args.data, data_dir=args.data_dir,
                            epochs=args.epochs, batch_size=args.batch_size, device=args.device)
         summary = _train_with_progress(cfg, out=args.out)
+    if _rank_tag() and os.environ.get("RANK", "0") != "0":
+        return 0  # rank 0 reports for the job
     if summary.get("finished"):
         print(f"kNN top-1 {summary['knn_top1']}" if summary.get("knn_top1") is not None else "no labels: kNN skipped")
         print(f"run folder: {summary['run_dir']}")

@@ -74,7 +74,7 @@ class TrainConfig:
     epochs: int = 100
     batch_size: int = 256
     device: str = "auto"              # auto | cpu | cuda | cuda:N
-    precision: str = "auto"           # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
+    precision: str = "auto"           # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32 | fp64 (numerical checks)
     channels_last: str = "auto"       # auto (on CUDA) | true | false
     compile: bool = False
     log_every: int = 50               # steps between logged metrics (one host sync each)
@@ -82,6 +82,8 @@ class TrainConfig:
     knn_every: int = 0                # epochs between online kNN evaluations (0: only at the end)
     stop_after: int = 0               # stop this invocation after N epochs; continue with --resume
     threads: int = 0                  # CPU threads for torch (0: torch's default)
+    sync_bn: str = "auto"             # several processes: BatchNorm over the global batch (auto: as the paper)
+    dist_timeout: float = 600.0       # seconds before a collective waiting on a lost process fails
 
 
 @dataclass
@@ -94,6 +96,8 @@ class EvalConfig:
     min_rank_fraction: float = 0.02   # collapse alarm: RankMe below this fraction of min(batch, dim)
     min_std_ratio: float = 0.1        # collapse alarm: normalised-embedding std x sqrt(d) below this
     stop_on_collapse: bool = False    # stop the run (after a checkpoint) when the alarm rings
+    online: bool = True               # online linear probe and kNN on the training batches' features
+    online_knn_size: int = 4096       # feature bank of the online kNN
 
 
 @dataclass
@@ -312,13 +316,16 @@ def _check_ranges(cfg: Config) -> None:
         (cfg.train.batch_size >= 2, "train.batch_size must be at least 2 (batch statistics need two samples)"),
         (cfg.train.log_every >= 1, "train.log_every must be at least 1"),
         (cfg.train.checkpoint_every >= 1, "train.checkpoint_every must be at least 1"),
-        (cfg.train.precision in ("auto", "bf16", "fp32"), "train.precision must be auto, bf16 or fp32"),
+        (cfg.train.precision in ("auto", "bf16", "fp32", "fp64"), "train.precision must be auto, bf16, fp32 or fp64"),
         (cfg.train.channels_last in ("auto", "true", "false"), "train.channels_last must be auto, true or false"),
         (cfg.data.placement in ("auto", "device", "host"), "data.placement must be auto, device or host"),
         (cfg.data.subset >= 0, "data.subset must be 0 (all images) or a positive count"),
         (cfg.optim.lr >= 0, "optim.lr must not be negative"),
         (cfg.eval.knn_k >= 1, "eval.knn_k must be at least 1"),
         (cfg.eval.knn_t > 0, "eval.knn_t must be positive"),
+        (cfg.train.sync_bn in ("auto", "true", "false"), "train.sync_bn must be auto, true or false"),
+        (cfg.train.dist_timeout > 0, "train.dist_timeout must be positive (seconds)"),
+        (cfg.eval.online_knn_size >= 1, "eval.online_knn_size must be at least 1"),
     ]
     for ok, message in checks:
         if not ok:

@@ -6,6 +6,10 @@ Nothing in a step waits for the host: losses are accumulated on the device and r
 ``train.log_every`` steps and once per epoch, which is also where a non-finite loss is caught.
 A checkpoint is written only after its epoch's loss has been checked, so the last checkpoint on
 disk is always a good one.
+
+Launched by ``torchrun`` with several processes, the same loop runs data-parallel (DDP) on the
+global batch ``train.batch_size``; :mod:`selfsup.distributed` explains the conventions. Rank 0
+alone writes the run folder; the others hold the same state.
 """
 from __future__ import annotations
 
@@ -22,14 +26,15 @@ from typing import Callable
 
 import torch
 
-from . import __version__
+from . import __version__, distributed
 from .augment.views import ViewRecipe, channel_stats
 from .backbones import build_backbone
-from .config import Config, dump_config, load_run_config
+from .config import Config, TrainConfig, dump_config, load_run_config
 from .data import Dataset, load_dataset
 from .data.loader import BatchLoader
 from .errors import TrainingError, UsageError
 from .evaluate import extract_features, knn_top1, raw_pixel_features
+from .evaluate.online import OnlineKNN, OnlineProbe
 from .methods import METHODS
 from .optim import build_optimizer, lr_at, set_lr
 from .runs import ENCODER_FORMAT, RunFolder, atomic_torch_save, default_run_name
@@ -70,10 +75,62 @@ class Setup:
     total_steps: int
     warmup_steps: int
     peak_lr: float
+    ctx: distributed.Context = distributed.Context()
+    forward: torch.nn.Module | None = None   # what a step calls: the method, or its DDP wrapper
+    online: "OnlineEval | None" = None
+
+
+class FeatureTap:
+    """Keeps the encoder's output of the first call in a step (the features of the first view,
+    which the method computes anyway) for the online probes: a forward hook, no extra forward."""
+
+    def __init__(self, encoder: torch.nn.Module):
+        self.value, self.armed = None, False
+        encoder.register_forward_hook(self._hook)
+
+    def _hook(self, module, inputs, output):
+        if self.armed:
+            self.value, self.armed = output, False
+
+    def arm(self) -> None:
+        self.value, self.armed = None, True
+
+
+class OnlineEval(torch.nn.Module):
+    """The online linear probe and kNN of a run (:mod:`selfsup.evaluate.online`), fed each step with
+    the detached features of the first view and the batch's labels, gathered over all ranks (so
+    every rank's probe stays identical). They never touch the encoder's gradients."""
+
+    def __init__(self, encoder: torch.nn.Module, labels: torch.Tensor, num_classes: int, knn_size: int):
+        super().__init__()
+        self.probe = OnlineProbe(encoder.feature_dim, num_classes)
+        self.knn = OnlineKNN(encoder.feature_dim, size=knn_size)
+        self.register_buffer("labels", labels.long(), persistent=False)
+        self.num_classes = num_classes
+        self.tap = FeatureTap(encoder)
+
+    def step(self, idx: torch.Tensor) -> None:
+        h, self.tap.value = self.tap.value, None
+        if h is None or h.dim() != 2 or h.shape[0] < len(idx):
+            return  # this method never calls its encoder on whole views (masked modelling)
+        h = distributed.gather_nograd(h[:len(idx)].detach().float())
+        y = distributed.gather_nograd(self.labels[idx])
+        self.knn.score(h, y, self.num_classes)  # scored against earlier batches, then stored
+        self.probe.step(h, y)                   # scored before its step
+
+    def record(self) -> dict:
+        out = {"online_linear_top1": self.probe.accuracy(), "online_knn_top1": self.knn.accuracy()}
+        self.probe.reset_accuracy()
+        self.knn.reset_accuracy()
+        return {k: round(v, 4) for k, v in out.items() if v is not None}
 
 
 def build(cfg: Config, device: torch.device | None = None, data: Dataset | None = None) -> Setup:
+    ctx = distributed.context()
     device = device or resolve_device(cfg.train.device)
+    if ctx.distributed and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)  # one GPU per process
+        torch.cuda.set_device(device)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.seed)
@@ -87,12 +144,19 @@ def build(cfg: Config, device: torch.device | None = None, data: Dataset | None 
     elif channels == 1 and data.channels == 3:
         raise UsageError(f"{data.name} has 3 channels; set augment.channels=3")
     recipe = ViewRecipe(cfg.view_configs(), channels, mean, std)
-    loader = BatchLoader(data.train, cfg.train.batch_size, device, cfg.data.placement, seed=cfg.seed)
+    loader = BatchLoader(data.train, distributed.check_batch(cfg.train.batch_size, ctx), device, cfg.data.placement,
+                         seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size)
     m = cfg.model
     backbone = build_backbone(m.backbone, channels, m.stem, m.zero_init_residual, cfg.augment.size, m.patch_size,
                               m.pool, m.pos_embed)
     method_cls = METHODS[cfg.method]
-    method = method_cls(backbone, method_cls.Args(**cfg.method_args)).to(device)
+    method = method_cls(backbone, method_cls.Args(**cfg.method_args))
+    sync_bn = cfg.train.sync_bn == "true" or (cfg.train.sync_bn == "auto" and method_cls.sync_bn)
+    if ctx.distributed and sync_bn:
+        method = distributed.convert_batchnorm(method, device.type)
+    method = method.to(device)
+    if cfg.train.precision == "fp64":  # for numerical checks (the distributed tests): float64 throughout
+        method = method.double()
     channels_last = cfg.train.channels_last == "true" or (cfg.train.channels_last == "auto" and device.type == "cuda")
     if channels_last:
         method = method.to(memory_format=torch.channels_last)
@@ -102,9 +166,22 @@ def build(cfg: Config, device: torch.device | None = None, data: Dataset | None 
     use_bf16 = cfg.train.precision == "bf16" or (cfg.train.precision == "auto" and device.type == "cuda")
     total = cfg.train.epochs * loader.steps_per_epoch
     method.configure(loader.steps_per_epoch, total)
+    forward = method
+    if ctx.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+        # Buffers (BatchNorm statistics, queues, centres) are kept identical by the methods and
+        # global BatchNorm, so DDP need not broadcast them every step.
+        forward = DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda" else None,
+                                          forward_sync_buffers=False)
+    if ctx.rank:  # every rank drew the same initial weights; from here on their own random streams
+        torch.manual_seed(cfg.seed + 1_000_003 * ctx.rank)
+    online = None
+    if cfg.eval.online and data.train_labels is not None:
+        online = OnlineEval(method.encoder, data.train_labels.to(device), data.num_classes,
+                            cfg.eval.online_knn_size).to(device)
     return Setup(cfg, device, data, loader, recipe, tuple(mean), tuple(std), method, optimizer,
                  torch.bfloat16 if use_bf16 else None, channels_last, total,
-                 round(cfg.optim.warmup_epochs * loader.steps_per_epoch), peak_lr)
+                 round(cfg.optim.warmup_epochs * loader.steps_per_epoch), peak_lr, ctx, forward, online)
 
 
 def training_subset(data: Dataset, n: int) -> Dataset:
@@ -119,12 +196,14 @@ def training_subset(data: Dataset, n: int) -> Dataset:
 def make_update(s: Setup) -> Callable[[list[torch.Tensor], int], dict]:
     """One optimisation step on ready views; returns the method's outputs (device tensors)."""
     method, optimizer = s.method, s.optimizer
-    forward = torch.compile(method) if s.cfg.train.compile else method
+    module = s.forward or method
+    forward = torch.compile(module) if s.cfg.train.compile else module
     amp = (lambda: torch.autocast(s.device.type, dtype=s.amp_dtype)) if s.amp_dtype else contextlib.nullcontext
     memory_format = torch.channels_last if s.channels_last else torch.contiguous_format
+    dtype = torch.float64 if s.cfg.train.precision == "fp64" else None
 
     def update(views: list[torch.Tensor], step: int) -> dict:
-        views = [v.contiguous(memory_format=memory_format) for v in views]
+        views = [(v.to(dtype) if dtype else v).contiguous(memory_format=memory_format) for v in views]
         with amp():
             out = forward(views)
         optimizer.zero_grad(set_to_none=True)
@@ -137,9 +216,11 @@ def make_update(s: Setup) -> Callable[[list[torch.Tensor], int], dict]:
 
 
 def make_step(s: Setup) -> Callable[[torch.Tensor, torch.Generator, int], dict]:
-    """One training step on a uint8 batch: the method's views, then :func:`make_update`."""
+    """One training step on this rank's share of a uint8 global batch: the method's views, then
+    :func:`make_update`."""
     update = make_update(s)
-    return lambda batch, generator, step: update(s.recipe(batch, generator), step)
+    shard = (s.ctx.rank, s.ctx.world_size)
+    return lambda batch, generator, step: update(s.recipe(batch, generator, shard), step)
 
 
 @contextlib.contextmanager
@@ -166,8 +247,17 @@ def evaluate_knn(s: Setup, encoder: torch.nn.Module | None = None) -> float | No
         return None
     encoder = encoder or s.method.encoder
     kw = dict(batch_size=s.cfg.eval.batch_size, device=s.device, amp_dtype=s.amp_dtype, channels_last=s.channels_last)
-    train_f = extract_features(encoder, d.train, s.recipe.eval_transform, **kw)
-    test_f = extract_features(encoder, d.test, s.recipe.eval_transform, **kw)
+
+    def features(images):  # each rank encodes its share once; the features are gathered
+        if not s.ctx.distributed:
+            return extract_features(encoder, images, s.recipe.eval_transform, **kw)
+        rows = distributed.shard_rows(len(images), s.ctx)
+        local = extract_features(encoder, images[rows], s.recipe.eval_transform, **kw)
+        return distributed.unshard_rows(local.to(s.device), len(images))
+
+    train_f, test_f = features(d.train), features(d.test)
+    if not s.ctx.main:
+        return None
     return knn_top1(train_f, d.train_labels.to(s.device), test_f, d.test_labels,
                     k=s.cfg.eval.knn_k, temperature=s.cfg.eval.knn_t, num_classes=d.num_classes)
 
@@ -191,12 +281,13 @@ def diagnose_model(s: Setup, probe: torch.Tensor) -> tuple[dict, list[str]]:
     memory_format = torch.channels_last if s.channels_last else torch.contiguous_format
     try:
         with amp:
-            x = s.recipe.eval_transform(probe).contiguous(memory_format=memory_format)
+            dtype = torch.float64 if s.cfg.train.precision == "fp64" else torch.float32
+            x = s.recipe.eval_transform(probe).to(dtype).contiguous(memory_format=memory_format)
             features = method.encoder(x).float()
             projection = method.projection(x)
             # Positive pairs: the method's first two views of the probe images, from a fixed seed.
             views = s.recipe(probe, torch.Generator(s.device).manual_seed(s.cfg.seed))
-            pair = [method.projection(v.contiguous(memory_format=memory_format)) for v in views[:2]] \
+            pair = [method.projection(v.to(dtype).contiguous(memory_format=memory_format)) for v in views[:2]] \
                 if len(views) >= 2 and projection is not None else [None, None]
     finally:
         method.train(was_training)
@@ -229,11 +320,52 @@ def export_encoder(s: Setup, path: Path) -> None:
 
 
 def _checkpoint(s: Setup, epoch: int, step_in_epoch: int, global_step: int, generator: torch.Generator) -> dict:
+    """The training state (every rank's random streams included; a collective, call it on all ranks)."""
+    own_rng = (torch.get_rng_state(), torch.cuda.get_rng_state(s.device) if s.device.type == "cuda" else None)
     return {"method": s.method.state_dict(), "optimizer": s.optimizer.state_dict(),
+            "online": s.online.state_dict() if s.online is not None else None,
             "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
-            "aug_rng": generator.get_state(), "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if s.device.type == "cuda" else None,
+            "aug_rng": generator.get_state(), "rng": distributed.gather_objects(own_rng),
             "config": s.cfg.to_dict(), "version": __version__}
+
+
+def _restore(s: Setup, ckpt: dict, generator: torch.Generator) -> None:
+    s.method.load_state_dict(ckpt["method"])
+    s.optimizer.load_state_dict(ckpt["optimizer"])
+    if s.online is not None and ckpt.get("online") is not None:
+        s.online.load_state_dict(ckpt["online"])
+    generator.set_state(ckpt["aug_rng"])  # the same on every rank (global-batch draws)
+    rng = ckpt["rng"]
+    if len(rng) == s.ctx.world_size:  # the same number of processes: each continues its own stream
+        cpu_state, cuda_state = rng[s.ctx.rank]
+        torch.set_rng_state(cpu_state)
+        if cuda_state is not None and s.device.type == "cuda":
+            torch.cuda.set_rng_state(cuda_state, s.device)
+    else:  # another number: fresh streams, fixed by the seed, the rank and the step
+        torch.manual_seed(s.cfg.seed + 1_000_003 * s.ctx.rank + 7919 * ckpt["global_step"])
+
+
+class _NoRun(RunFolder):
+    """What ranks other than 0 hold instead of the run folder: its paths, and they write nothing."""
+
+    def create(self):
+        return self
+
+    def log(self, event, **values):
+        pass
+
+    def update_summary(self, **values):
+        return values
+
+    def read_summary(self):
+        return {}
+
+
+def _save(s: Setup, obj_fn, path) -> None:
+    """Build (on every rank: it may gather) and write (on rank 0) a checkpoint."""
+    obj = obj_fn()
+    if s.ctx.main:
+        atomic_torch_save(obj, path)
 
 
 def _versions(device: torch.device) -> dict:
@@ -253,48 +385,71 @@ def train(cfg: Config | None = None, out: str | Path | None = None, resume: str 
 
     ``resume``: a run folder to continue from its last checkpoint (its own config is used).
     ``reporter``: receives progress callbacks (see :mod:`selfsup.progress`); silent when None.
+    Under ``torchrun`` every process calls this; rank 0 reads and writes the run folder.
     """
-    from .progress import SilentReporter
-    reporter = reporter or SilentReporter()
+    timeout = cfg.train.dist_timeout if cfg is not None else TrainConfig().dist_timeout
+    ctx = distributed.setup(timeout)
+    try:
+        return _train(ctx, cfg, out, resume, reporter)
+    finally:
+        distributed.cleanup()
+
+
+def _open_run(cfg, out, resume) -> tuple[Config, RunFolder, dict | None]:
+    """Rank 0's part of starting: the run folder, the config and the checkpoint to resume from."""
     if resume is not None:
         run = RunFolder(resume)
         ckpt_path = run.require("checkpoint")
         cfg = load_run_config(run.require("config"))
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    else:
-        assert cfg is not None, "give a config or a run folder to resume"
-        run = RunFolder(out or Path("runs") / default_run_name(cfg.method, cfg.data.name))
-        if run.checkpoint.exists():
-            raise UsageError(f"{run.path} already holds a run; continue it with --resume {run.path} "
-                             "or choose another --out")
-        ckpt = None
+        return cfg, run, torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    assert cfg is not None, "give a config or a run folder to resume"
+    run = RunFolder(out or Path("runs") / default_run_name(cfg.method, cfg.data.name))
+    if run.checkpoint.exists():
+        raise UsageError(f"{run.path} already holds a run; continue it with --resume {run.path} "
+                         "or choose another --out")
+    return cfg, run, None
+
+
+def _train(ctx: distributed.Context, cfg, out, resume, reporter) -> dict:
+    from .progress import SilentReporter
+    reporter = reporter if reporter is not None and ctx.main else SilentReporter()
+    started = None
+    if ctx.main:
+        try:
+            started = _open_run(cfg, out, resume)
+        except UsageError as e:  # every rank stops with rank 0's message
+            started = e
+    started = distributed.broadcast_object(started)
+    if isinstance(started, UsageError):
+        raise started
+    cfg, run, ckpt = started
+    if not ctx.main:
+        run = _NoRun(run.path)
 
     s = build(cfg)
-    run.create()
-    if ckpt is None:
-        run.config.write_text(dump_config(cfg))
+    if ctx.main:
+        run.create()
+        if ckpt is None:
+            run.config.write_text(dump_config(cfg))
     generator = torch.Generator(s.device).manual_seed(cfg.seed)
     epoch, start_step, global_step = 0, 0, 0
     if ckpt is not None:
-        s.method.load_state_dict(ckpt["method"])
-        s.optimizer.load_state_dict(ckpt["optimizer"])
-        generator.set_state(ckpt["aug_rng"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        if ckpt["cuda_rng"] is not None and s.device.type == "cuda":
-            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+        _restore(s, ckpt, generator)
         epoch, start_step, global_step = ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"]
-        run.log("resume", epoch=epoch, step=global_step)
+        run.log("resume", epoch=epoch, step=global_step, world_size=ctx.world_size)
+        del ckpt
     step_fn = make_step(s)
     tc = cfg.train
     spe = s.loader.steps_per_epoch
     summary_base = {"method": cfg.method, "dataset": s.data.name, "epochs": tc.epochs,
-                    "batch_size": tc.batch_size, "steps_per_epoch": spe, "placement": s.loader.placement,
-                    "versions": _versions(s.device)}
-    train_seconds = run.read_summary().get("train_seconds", 0.0) if ckpt is not None else 0.0
+                    "batch_size": tc.batch_size, "world_size": ctx.world_size, "steps_per_epoch": spe,
+                    "placement": s.loader.placement, "versions": _versions(s.device)}
+    train_seconds = run.read_summary().get("train_seconds", 0.0) if global_step else 0.0
     images_trained, session_seconds = 0, 0.0
-    probe = probe_batch(s) if cfg.eval.diagnose_every else None
+    probe = probe_batch(s) if cfg.eval.diagnose_every and ctx.main else None
     reporter.start(run.path, s, epoch, global_step)
     stop_epoch = min(tc.epochs, epoch + tc.stop_after) if tc.stop_after else tc.epochs
+    online = s.online
 
     with _stop_on_signal() as stop:
         while epoch < stop_epoch:
@@ -303,19 +458,26 @@ def train(cfg: Config | None = None, out: str | Path | None = None, resume: str 
             window_loss = torch.zeros((), device=s.device)
             window_steps, window_start = 0, time.perf_counter()
             epoch_start, steps_done = time.perf_counter(), 0
-            for i, batch in enumerate(s.loader.batches(epoch, start_step), start=start_step):
+            batches = s.loader.batches(epoch, start_step, with_indices=True)
+            for i, (idx, batch) in enumerate(batches, start=start_step):
                 lr = lr_at(global_step, s.total_steps, s.warmup_steps, s.peak_lr, cfg.optim.final_lr_ratio)
                 set_lr(s.optimizer, lr)
+                if online is not None:
+                    online.tap.arm()
                 out = step_fn(batch, generator, global_step)
                 global_step += 1
                 extra = s.method.after_step(global_step, s.total_steps)
+                if online is not None:
+                    online.step(idx)
                 loss = out["loss"].detach().float()
                 epoch_loss += loss
                 window_loss += loss
                 window_steps += 1
                 steps_done += 1
-                if global_step % tc.log_every == 0:
-                    mean = (window_loss / window_steps).item()  # the one host sync of the window
+                at_log = global_step % tc.log_every == 0
+                if at_log:
+                    # The one host sync of the window (and, distributed, its one extra collective).
+                    mean = (distributed.all_reduce_(window_loss, "mean") / window_steps).item()
                     elapsed = time.perf_counter() - window_start
                     ips = window_steps * tc.batch_size / elapsed
                     _check_finite(mean, run, epoch, global_step)
@@ -325,16 +487,17 @@ def train(cfg: Config | None = None, out: str | Path | None = None, resume: str 
                     reporter.step(epoch, i + 1, global_step, mean, ips)
                     window_loss.zero_()
                     window_steps, window_start = 0, time.perf_counter()
-                if stop.is_set():
+                if _stopping(stop, ctx, at_log):
                     _sync(s.device)
-                    _check_finite((epoch_loss / max(steps_done, 1)).item(), run, epoch, global_step)
-                    atomic_torch_save(_checkpoint(s, epoch, i + 1, global_step, generator), run.checkpoint)
+                    _check_finite((distributed.all_reduce_(epoch_loss, "mean") / max(steps_done, 1)).item(),
+                                  run, epoch, global_step)
+                    _save(s, lambda: _checkpoint(s, epoch, i + 1, global_step, generator), run.checkpoint)
                     train_seconds += time.perf_counter() - epoch_start
                     run.update_summary(**summary_base, train_seconds=round(train_seconds, 2), finished=False)
                     run.log("interrupted", epoch=epoch, step=global_step)
                     raise Interrupted(f"stopped at epoch {epoch + 1} step {i + 1}; the checkpoint is saved: "
                                       f"continue with: selfsup train --resume {run.path}")
-            mean_loss = (epoch_loss / max(steps_done, 1)).item()
+            mean_loss = (distributed.all_reduce_(epoch_loss, "mean") / max(steps_done, 1)).item()
             seconds = time.perf_counter() - epoch_start
             train_seconds += seconds
             session_seconds += seconds
@@ -344,19 +507,23 @@ def train(cfg: Config | None = None, out: str | Path | None = None, resume: str 
             start_step = 0
             record = {"epoch": epoch, "step": global_step, "loss": mean_loss, "seconds": round(seconds, 3),
                       "images_per_second": round(steps_done * tc.batch_size / seconds, 1)}
+            if online is not None:
+                record.update(online.record())
             if tc.knn_every and epoch % tc.knn_every == 0 and epoch < tc.epochs:
                 record["knn_top1"] = evaluate_knn(s)
             run.log("epoch", **record)
             reporter.epoch(epoch, record)
             collapsed = []
-            if probe is not None and (epoch % cfg.eval.diagnose_every == 0 or epoch == tc.epochs):
-                diag, collapsed = diagnose_model(s, probe)
-                run.log("diagnostics", epoch=epoch, step=global_step, **diag)
-                if collapsed:
-                    run.log("collapse", epoch=epoch, step=global_step, reasons=collapsed)
-                    reporter.warn(f"collapse alarm at epoch {epoch}: {'; '.join(collapsed)}")
+            if cfg.eval.diagnose_every and (epoch % cfg.eval.diagnose_every == 0 or epoch == tc.epochs):
+                if ctx.main:
+                    diag, collapsed = diagnose_model(s, probe)
+                    run.log("diagnostics", epoch=epoch, step=global_step, **diag)
+                    if collapsed:
+                        run.log("collapse", epoch=epoch, step=global_step, reasons=collapsed)
+                        reporter.warn(f"collapse alarm at epoch {epoch}: {'; '.join(collapsed)}")
+                collapsed = distributed.broadcast_object(collapsed)
             if epoch % tc.checkpoint_every == 0 or epoch == stop_epoch or (collapsed and cfg.eval.stop_on_collapse):
-                atomic_torch_save(_checkpoint(s, epoch, 0, global_step, generator), run.checkpoint)
+                _save(s, lambda: _checkpoint(s, epoch, 0, global_step, generator), run.checkpoint)
             if collapsed and cfg.eval.stop_on_collapse:
                 run.update_summary(**summary_base, epochs_done=epoch, train_seconds=round(train_seconds, 2),
                                    finished=False, collapsed=True)
@@ -368,15 +535,27 @@ def train(cfg: Config | None = None, out: str | Path | None = None, resume: str 
                else run.read_summary().get("images_per_second")}
     if epoch < tc.epochs:
         return run.update_summary(**summary, finished=False)
-    export_encoder(s, run.encoder)
+    if ctx.main:
+        export_encoder(s, run.encoder)
     reporter.evaluating()
-    knn = evaluate_knn(s)
-    raw = raw_pixel_knn(cfg, s.data)
+    knn = evaluate_knn(s)  # every rank encodes a share; rank 0 scores
+    raw = raw_pixel_knn(cfg, s.data) if ctx.main else None
     run.log("eval", protocol="knn", knn_top1=knn, knn_top1_raw_pixels=raw, k=cfg.eval.knn_k, t=cfg.eval.knn_t)
     summary = run.update_summary(**summary, knn_top1=knn, knn_top1_raw_pixels=raw, finished=True,
                                  run_dir=str(run.path))
     reporter.finish(summary)
     return summary
+
+
+def _stopping(stop: threading.Event, ctx: distributed.Context, at_log: bool) -> bool:
+    """Whether to stop after this step. One process checks its signal flag every step; several
+    agree at logging steps only (one tiny all-reduce), so they stop at the same step."""
+    if not ctx.distributed:
+        return stop.is_set()
+    if not at_log:
+        return False
+    flag = torch.tensor(float(stop.is_set()))
+    return bool(distributed.all_reduce_(flag, "max"))
 
 
 def _scalar(v):

@@ -157,9 +157,17 @@ class ViewRecipe:
         self.size = views[0].size
         self._normalize = _Normalizer(channels, mean, std)
 
-    def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
+    def __call__(self, batch: torch.Tensor, generator: torch.Generator,
+                 shard: tuple[int, int] = (0, 1)) -> list[torch.Tensor]:
+        """The views of ``batch``. ``shard=(rank, world_size)``: ``batch`` holds the positions
+        ``rank, rank + world_size, ...`` of a global batch; the random parameters of the whole
+        global batch are drawn (every rank's generator stays in step) and this shard's rows kept,
+        so each image gets the augmentation one process on the global batch would give it."""
         self._normalize.check(batch)
-        pool = image.Uniforms(batch.shape[0], VIEW_DRAWS * len(self.views), generator, batch.device)
+        rank, world = shard
+        pool = image.Uniforms(batch.shape[0] * world, VIEW_DRAWS * len(self.views), generator, batch.device)
+        if world > 1:
+            pool.values = pool.values[rank::world]
         x = _to_unit(batch)  # converted once, shared by the views
         return [view(x, pool) for view in self.views]
 

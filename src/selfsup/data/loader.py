@@ -54,14 +54,22 @@ class BatchLoader:
         used = self.steps_per_epoch * self.batch_size * self.world_size
         return perm[:used][self.rank::self.world_size]
 
-    def batches(self, epoch: int, start_step: int = 0) -> Iterator[torch.Tensor]:
+    def batches(self, epoch: int, start_step: int = 0, with_indices: bool = False) -> Iterator:
+        """This rank's batches of ``epoch`` from step ``start_step`` on; with ``with_indices``,
+        ``(indices, batch)`` pairs, the indices on the training device (for labels)."""
         idx = self.indices(epoch)
         if self.placement == "host" and self.device.type == "cuda":
-            yield from self._prefetched(idx, start_step)
+            batches = self._prefetched(idx, start_step)
+        else:
+            idx = idx.to(self.images.device)
+            batches = (self.images[idx[step * self.batch_size:(step + 1) * self.batch_size]]
+                       for step in range(start_step, self.steps_per_epoch))
+        if not with_indices:
+            yield from batches
             return
-        idx = idx.to(self.images.device)
-        for step in range(start_step, self.steps_per_epoch):
-            yield self.images[idx[step * self.batch_size:(step + 1) * self.batch_size]]
+        idx = idx.to(self.device, non_blocking=True)
+        for step, batch in zip(range(start_step, self.steps_per_epoch), batches):
+            yield idx[step * self.batch_size:(step + 1) * self.batch_size], batch
 
     def _prefetched(self, idx: torch.Tensor, start_step: int) -> Iterator[torch.Tensor]:
         """Double buffering from pinned host memory: batch k+1 is gathered into one of two pinned

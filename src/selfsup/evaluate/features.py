@@ -21,10 +21,12 @@ def extract_features(encoder: nn.Module, images: torch.Tensor, transform: Callab
     was_training = encoder.training
     encoder.eval()
     amp = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+    dtype = next(encoder.parameters()).dtype  # float64 for a model trained in fp64
+    dtype = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
     out = []
     try:
         for start in range(0, len(images), batch_size):
-            x = transform(images[start:start + batch_size].to(device, non_blocking=True))
+            x = transform(images[start:start + batch_size].to(device, non_blocking=True)).to(dtype)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with amp:

@@ -62,8 +62,9 @@ class OnlineProbe(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.linear(self.norm(features.detach().float()))
 
-    def step(self, features: torch.Tensor, labels: torch.Tensor) -> float:
-        """One optimiser step on a batch; returns the probe's cross-entropy (a float).
+    def step(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """One optimiser step on a batch; returns the probe's cross-entropy (a detached 0-d
+        tensor: no host sync, so it can run inside a training step).
 
         The batch is scored before the step (so the running accuracy is an honest online,
         never-trained-on estimate). Runs with gradients on even inside ``torch.no_grad()`` and
@@ -83,7 +84,7 @@ class OnlineProbe(nn.Module):
             self.train(was_training)
         self.correct += (logits.detach().argmax(1) == labels).sum()
         self.seen += len(labels)
-        return loss.item()
+        return loss.detach()
 
     @torch.no_grad()
     def predict(self, features: torch.Tensor) -> torch.Tensor:
@@ -126,8 +127,9 @@ class OnlineKNN(nn.Module):
         self.size, self.k, self.temperature = size, k, temperature
         self.register_buffer("bank", torch.zeros(size, feature_dim))
         self.register_buffer("labels", torch.full((size,), -1, dtype=torch.long))
-        self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
-        self.register_buffer("filled", torch.zeros((), dtype=torch.long))
+        # Write position and fill level are host integers (known without asking the device, so
+        # no host sync in a step); checkpointed through get_extra_state.
+        self.ptr, self.filled = 0, 0
         self.register_buffer("correct", torch.zeros((), dtype=torch.long), persistent=False)
         self.register_buffer("seen", torch.zeros((), dtype=torch.long), persistent=False)
 
@@ -135,19 +137,19 @@ class OnlineKNN(nn.Module):
     def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         f = F.normalize(features.detach().float(), dim=1)[-self.size:]
         y = labels.to(f.device)[-self.size:]
-        pos = (int(self.ptr) + torch.arange(len(f), device=f.device)) % self.size
+        pos = (self.ptr + torch.arange(len(f), device=f.device)) % self.size
         self.bank[pos] = f.to(self.bank.dtype)
         self.labels[pos] = y
-        self.ptr.fill_((int(self.ptr) + len(f)) % self.size)
-        self.filled.fill_(min(self.size, int(self.filled) + len(f)))
+        self.ptr = (self.ptr + len(f)) % self.size
+        self.filled = min(self.size, self.filled + len(f))
 
     @torch.no_grad()
     def predict(self, features: torch.Tensor, num_classes: int | None = None) -> torch.Tensor | None:
-        n = int(self.filled)
+        n = self.filled
         if n == 0:
             return None
-        valid = self.labels >= 0
-        return knn_predict(self.bank[valid], self.labels[valid], features.detach().float(), k=min(self.k, n),
+        # The ring fills from row 0, so the first ``filled`` rows are the valid ones.
+        return knn_predict(self.bank[:n], self.labels[:n], features.detach().float(), k=min(self.k, n),
                            temperature=self.temperature, num_classes=num_classes)
 
     @torch.no_grad()
@@ -169,3 +171,11 @@ class OnlineKNN(nn.Module):
     def reset_accuracy(self) -> None:
         self.correct.zero_()
         self.seen.zero_()
+
+    def get_extra_state(self):
+        return {"ptr": self.ptr, "filled": self.filled, "correct": int(self.correct), "seen": int(self.seen)}
+
+    def set_extra_state(self, state) -> None:
+        self.ptr, self.filled = state["ptr"], state["filled"]
+        self.correct.fill_(state["correct"])
+        self.seen.fill_(state["seen"])

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..augment.views import byol_views
 from ..losses import barlow_twins_loss
+from ..distributed import gather
 from .base import Method, views_of_size
 from .heads import mlp
 
@@ -46,4 +47,4 @@ class BarlowTwins(Method):
         v1, v2 = views
         z1 = self.projector(self.backbone(v1))
         z2 = self.projector(self.backbone(v2))
-        return {"loss": self.args.scale_loss * barlow_twins_loss(z1, z2, self.args.lambd)}
+        return {"loss": self.args.scale_loss * barlow_twins_loss(gather(z1), gather(z2), self.args.lambd)}

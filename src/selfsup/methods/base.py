@@ -11,7 +11,13 @@ Contract (the training loop relies on nothing else):
 * ``before_optimizer_step(step)``: gradient surgery between backward and the optimiser step;
 * ``after_step(step, total_steps) -> dict``: state updates after the optimiser step (momentum
   teacher, queues, centres); returns scalars to log;
-* ``encoder``: the backbone evaluated and exported.
+* ``encoder``: the backbone evaluated and exported;
+* ``sync_bn``: whether BatchNorm sees the global batch in a distributed run (the paper's setting).
+
+Distributed runs: a loss defined over the batch gathers its embeddings with
+:func:`selfsup.distributed.gather` (identity in one process) and computes the global batch's loss;
+queues push :func:`~selfsup.distributed.gather_nograd` keys; every other state update must leave all
+ranks identical.
 
 Teachers, queues and prototypes are submodules or buffers, so ``state_dict`` checkpoints them.
 A method knows nothing of files, devices or logging.
@@ -28,6 +34,9 @@ from torch import nn
 class Method(nn.Module):
     name: ClassVar[str]
     paper: ClassVar[str]
+    # Whether the paper normalises batches over all devices (SyncBatchNorm): the default of
+    # ``train.sync_bn: auto`` in a run of several processes.
+    sync_bn: ClassVar[bool] = True
 
     @dataclass
     class Args:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..losses import dino_loss
+from ..distributed import all_reduce_, world_size
 from .base import Method
 from .multicrop import (DINO_GLOBAL_SCALE, DINO_LOCAL_SCALE, check_views, forward_multicrop,
                         local_size_for, multicrop_views)
@@ -151,8 +152,8 @@ class DINO(Method):
     @torch.no_grad()
     def _update_center(self, teacher: torch.Tensor) -> None:
         """Eq. 4: ``c <- m c + (1 - m) mean_b g_t(x_b)`` over this step's teacher outputs."""
-        batch_sum = teacher.float().sum(dim=0, keepdim=True)  # distributed: all-reduce this sum
-        count = teacher.shape[0]                               # ... and multiply by the world size
+        batch_sum = all_reduce_(teacher.float().sum(dim=0, keepdim=True))  # over every rank's batch
+        count = teacher.shape[0] * world_size()
         batch_mean = batch_sum / count
         self.center.mul_(self.args.center_momentum).add_(batch_mean, alpha=1 - self.args.center_momentum)
 

@@ -32,6 +32,7 @@ from torch import nn
 from ..augment.views import ViewConfig
 from ..errors import UsageError
 from ..losses import infonce
+from ..distributed import gather_nograd
 from .base import Method, views_of_size
 from .queue import MemoryQueue
 from .teacher import MomentumTeacher, cosine_tau
@@ -57,6 +58,8 @@ def _in_chunks(net: nn.Module, x: torch.Tensor, splits: int) -> torch.Tensor:
 class MoCoV2(Method):
     name = "mocov2"
     paper = "Chen et al. 2020, Improved Baselines with Momentum Contrastive Learning (arXiv:2003.04297)"
+
+    sync_bn = False  # the paper shuffles BatchNorm across GPUs instead; per-process BN here
 
     @dataclass
     class Args:
@@ -112,7 +115,7 @@ class MoCoV2(Method):
             loss = (loss + infonce(self._query(v2), k1, t, negatives=negatives)) / 2
             keys = torch.cat([k2, k1])
         if self.training:
-            self._pending = keys.detach()  # enqueued after the step: never a negative of its own batch
+            self._pending = gather_nograd(keys.detach())  # every rank's keys  # enqueued after the step: never a negative of its own batch
         return {"loss": loss}
 
     def after_step(self, step, total_steps):

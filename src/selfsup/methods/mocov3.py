@@ -18,6 +18,7 @@ from torch import nn
 
 from ..augment.views import byol_views
 from ..losses import infonce
+from ..distributed import gather, gather_nograd
 from .base import Method, views_of_size
 from .heads import mlp
 from .teacher import MomentumTeacher, cosine_tau
@@ -55,6 +56,7 @@ class MoCoV3(Method):
         q1, q2 = self.predictor(online(v1)), self.predictor(online(v2))
         k1, k2 = self.momentum_encoder(v1), self.momentum_encoder(v2)
         t = self.args.temperature
+        q1, q2, k1, k2 = gather(q1), gather(q2), gather_nograd(k1), gather_nograd(k2)  # in-batch negatives: global
         loss = 2 * t * (infonce(q1, k2, t) + infonce(q2, k1, t))
         return {"loss": loss}
 

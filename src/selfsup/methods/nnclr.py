@@ -22,6 +22,7 @@ from torch import nn
 
 from ..augment.views import byol_views
 from ..losses import infonce
+from ..distributed import gather, gather_nograd
 from .base import Method, views_of_size
 from .heads import mlp
 from .queue import MemoryQueue
@@ -67,9 +68,10 @@ class NNCLR(Method):
         p1, p2 = self.predictor(z1), self.predictor(z2)
         nn1, nn2 = self.nearest_neighbour(z1), self.nearest_neighbour(z2)
         t = self.args.temperature
+        nn1, nn2, p1, p2 = gather(nn1), gather(nn2), gather(p1), gather(p2)  # in-batch negatives: global
         loss = infonce(nn1, p2, t) / 2 + infonce(nn2, p1, t) / 2
         if self.training:
-            self._pending = F.normalize(z1.detach().float(), dim=1)  # pushed after the step
+            self._pending = gather_nograd(F.normalize(z1.detach().float(), dim=1))  # pushed after the step
         return {"loss": loss}
 
     def after_step(self, step, total_steps):

@@ -37,6 +37,8 @@ class RotNet(Method):
     name = "rotnet"
     paper = "Gidaris et al. 2018, Unsupervised Representation Learning by Predicting Image Rotations (arXiv:1803.07728)"
 
+    sync_bn = False  # a classifier's ordinary per-device BatchNorm, as the authors trained it
+
     @dataclass
     class Args:
         head_hidden: int = 0   # 0: a linear classifier; otherwise a 2-layer MLP with this hidden width

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..augment.views import ViewConfig
 from ..losses import nt_xent
+from ..distributed import gather
 from .base import Method, views_of_size
 from .heads import mlp
 
@@ -58,4 +59,4 @@ class SimCLR(Method):
         v1, v2 = views
         z = self.projector(self.backbone(torch.cat([v1, v2])))
         z1, z2 = z.chunk(2)
-        return {"loss": nt_xent(z1, z2, self.args.temperature)}
+        return {"loss": nt_xent(gather(z1), gather(z2), self.args.temperature)}  # global batch: all negatives

@@ -7,12 +7,14 @@ polytope where every sample's code sums to 1 and every prototype receives ``B / 
 equal partition). Its solution (Eq. 5) is ``diag(u) exp(C^T Z / eps) diag(v)``, whose scalings
 ``u``, ``v`` a few Sinkhorn-Knopp iterations (alternate row and column normalisations) find.
 
-Distributed training: every sum over *samples* below must then be all-reduced across processes
-(and ``n_samples`` multiplied by the world size); each is a separate, named line for that.
+Distributed training: the assignment is over the global batch, as the authors' code does it:
+every sum over *samples* below is all-reduced across processes, and ``n_samples`` is the global count.
 """
 from __future__ import annotations
 
 import torch
+
+from ..distributed import all_reduce_, world_size
 
 
 @torch.no_grad()
@@ -26,15 +28,15 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -
     """
     scores = scores.detach().float()
     # exp(s / eps) overflows float32 for s / eps > 88; a constant shift cancels in the first
-    # normalisation below. (Distributed: all-reduce this maximum with MAX.)
-    shift = scores.max()
+    # normalisation below (the maximum over every rank, so all shift alike).
+    shift = all_reduce_(scores.max(), "max")
     q = torch.exp((scores - shift) / epsilon).t()  # (K, B): prototypes x samples, as in the paper
-    n_prototypes, n_samples = q.shape              # (distributed: n_samples * world size)
-    total = q.sum()                                # (distributed: all-reduce)
+    n_prototypes, n_samples = q.shape[0], q.shape[1] * world_size()
+    total = all_reduce_(q.sum())
     q /= total
     for _ in range(iterations):
         # Each prototype (row) gets total mass 1 / K ...
-        prototype_sums = q.sum(dim=1, keepdim=True)  # (distributed: all-reduce)
+        prototype_sums = all_reduce_(q.sum(dim=1, keepdim=True))
         q /= prototype_sums
         q /= n_prototypes
         # ... then each sample (column) gets total mass 1 / B.

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..augment.views import byol_views
 from ..losses import vicreg_terms
+from ..distributed import gather
 from .base import Method, views_of_size
 from .heads import mlp
 
@@ -44,7 +45,7 @@ class VICReg(Method):
         v1, v2 = views
         z1 = self.projector(self.backbone(v1))
         z2 = self.projector(self.backbone(v2))
-        sim, std, cov = vicreg_terms(z1, z2)
+        sim, std, cov = vicreg_terms(gather(z1), gather(z2))  # statistics of the global batch
         a = self.args
         loss = a.sim_coeff * sim + a.std_coeff * std + a.cov_coeff * cov
         return {"loss": loss, "sim": sim.detach(), "std": std.detach(), "cov": cov.detach()}
