@@ -30,8 +30,12 @@ def test_run_folder_has_config_metrics_checkpoint_encoder_and_summary(tmp_path):
     for key in ("method", "dataset", "epochs", "knn_top1", "train_seconds", "images_per_second"):
         assert key in summary
     assert json.loads((run / "summary.json").read_text()) == summary
-    events = [json.loads(line)["event"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    events = [r["event"] for r in records]
     assert events.count("epoch") == 2 and "step" in events and events[-1] == "eval"
+    # The online probes report on the training batches every epoch.
+    for epoch in (r for r in records if r["event"] == "epoch"):
+        assert 0.0 <= epoch["online_linear_top1"] <= 1.0 and 0.0 <= epoch["online_knn_top1"] <= 1.0
     encoder = selfsup.load_encoder(run)
     assert isinstance(encoder, torch.nn.Module) and not encoder.training
     assert encoder(torch.randn(4, 1, 8, 8)).shape == (4, encoder.feature_dim)
@@ -113,3 +117,13 @@ def test_training_into_an_existing_run_folder_is_refused(tmp_path):
 def test_batch_larger_than_the_dataset_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="fewer than one batch"):
         selfsup.train(fast_config(1, ["train.batch_size=4096"]), out=tmp_path / "run")
+
+
+def test_online_probes_never_change_the_training(tmp_path):
+    # The online linear probe and kNN see detached features with their own optimiser: a run with
+    # them is bit-identical to one without, and its checkpoint carries their state.
+    selfsup.train(fast_config(1), out=tmp_path / "with")
+    selfsup.train(fast_config(1, ["eval.online=false"]), out=tmp_path / "without")
+    _assert_same_state(_state(tmp_path / "with"), _state(tmp_path / "without"))
+    ckpt = torch.load(tmp_path / "with" / "checkpoints" / "last.pt", weights_only=False)
+    assert ckpt["online"]["probe.linear.weight"].abs().sum() > 0 and ckpt["online"]["knn._extra_state"]["filled"] > 0

@@ -64,8 +64,14 @@ def _curves(runs: list[_Run], plt) -> str:
         xs, ys = [m["epoch"] for m in knn], [m["knn_top1"] for m in knn]
         if final is not None and run.summary.get("finished"):
             xs, ys = xs + [run.summary.get("epochs_done", run.summary.get("epochs"))], ys + [final]
-        axes[2].plot(xs, ys, marker="o", label=run.name)
-    for ax, title, xlabel in zip(axes, ("training loss", "learning rate", "kNN top-1 (online and final)"),
+        line = axes[2].plot(xs, ys, marker="o", label=f"{run.name} kNN (test)")[0]
+        for key, style, what in (("online_knn_top1", "--", "online kNN"), ("online_linear_top1", ":", "online linear")):
+            online = [m for m in run.events("epoch") if m.get(key) is not None]
+            if online:  # on the training batches' augmented views: trends, not final figures
+                axes[2].plot([m["epoch"] for m in online], [m[key] for m in online], style,
+                             color=line.get_color(), label=f"{run.name} {what}")
+    axes[2].legend(fontsize=7)
+    for ax, title, xlabel in zip(axes, ("training loss", "learning rate", "top-1: kNN on test, online probes"),
                                  ("step", "step", "epoch")):
         ax.set_title(title)
         ax.set_xlabel(xlabel)
