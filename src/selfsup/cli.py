@@ -67,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-dir")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--protocol", default="knn", metavar="P[,P...]",
-                    help="comma-separated protocols: knn, linear, lowshot, cluster, or all (default knn)")
+                    help="comma-separated protocols: knn, linear, lowshot, cluster, finetune (end-to-end, trains a "
+                         "copy of the encoder), or all (the four frozen-feature ones; default knn)")
     ev.add_argument("--knn-k", type=int, default=20,
                     help="k of the majority-vote kNN (the weighted kNN keeps the run's eval.knn_k)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the held-out split, low-shot subsets and k-means")
@@ -233,6 +234,10 @@ def _cmd_eval(args) -> int:
         for measure, label in (("acc", "accuracy"), ("nmi", "NMI"), ("ari", "ARI")):
             row(f"k-means k={r['cluster']['k']}", label, r[f"cluster_{measure}"],
                 r.get(f"cluster_{measure}_raw_pixels"))
+    if "finetune" in r["protocols"]:
+        ft = r["finetune"]
+        row(f"fine-tuning ({ft['settings']['epochs']} epochs, best epoch {ft['best_epoch']} on "
+            f"{ft['n_held_out']} held-out)", "top-1", r["finetune_top1"])
     Console().print(table)
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in result["seconds"].items())
     d = result["data"]
