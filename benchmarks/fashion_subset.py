@@ -1,0 +1,72 @@
+"""Every method on a CPU-sized subset of Fashion-MNIST, one budget for all (a marked subset, not
+the protocol of ../shared/benchmarks.md, which needs ResNet-18 at 32x32 and a GPU).
+
+    python benchmarks/fashion_subset.py [METHOD ...] [--subset 4000] [--epochs 8] [--out runs/fmnist-subset]
+
+Per method: its shipped ``<method>-fashion-mnist`` recipe (optimiser, loss and augmentation
+settings), scaled to the CPU the same way for every method: a fixed random ``--subset`` of the
+60,000 training images for pretraining, resnet-small at 16x16 (down-sampled from 28x28), 1 channel,
+batch 256, 2 warm-up epochs, and the narrowed heads of the method's ``<method>-digits`` recipe (made
+for resnet-small's 128-d features). Evaluation on frozen features: weighted kNN (k=200, T=0.1) and
+the linear probe with the *full* training split as memory / probe training set and the full test
+split as queries, next to the same protocols on raw pixels. Prints one JSON line per method and
+appends it to ``<out>/results.jsonl``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from selfsup.config import build_config, read_recipe  # noqa: E402
+from selfsup.evaluate.run import evaluate_run  # noqa: E402
+from selfsup.methods import METHODS  # noqa: E402
+from selfsup.train import train  # noqa: E402
+
+RESNET_METHODS = ["byol", "simclr", "mocov2", "mocov3", "barlowtwins", "vicreg", "simsiam", "nnclr", "dino",
+                  "swav", "myow", "rotnet"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("methods", nargs="*", default=RESNET_METHODS)
+    ap.add_argument("--subset", type=int, default=4000)
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default="runs/fmnist-subset")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for method in args.methods:
+        if method not in METHODS:
+            raise SystemExit(f"unknown method {method}")
+        heads = read_recipe(f"{method}-digits").get("method_args", {})
+        sets = [f"data.subset={args.subset}", "model.backbone=resnet-small", "augment.size=16",
+                "augment.channels=1", "optim.warmup_epochs=2", "train.device=cpu", f"train.threads={args.threads}",
+                "train.log_every=10", "train.checkpoint_every=100", "eval.diagnose_every=0"]
+        sets += [f"method_args.{k}={json.dumps(v) if isinstance(v, (list, dict)) else v}" for k, v in heads.items()]
+        cfg = build_config(f"{method}-fashion-mnist", sets, epochs=args.epochs, batch_size=256)
+        run = out / method
+        start = time.time()
+        summary = train(cfg, out=run)
+        wall = time.time() - start
+        ev = evaluate_run(run, device="cpu", protocols="knn,linear")
+        row = {"method": method, "epochs": args.epochs, "subset": args.subset, "train_seconds": summary["train_seconds"],
+               "wall_seconds": round(wall, 1), "images_per_second": summary["images_per_second"],
+               "knn_top1": ev["knn_top1"], "knn_top1_raw_pixels": ev.get("knn_top1_raw_pixels"),
+               "linear_top1": ev["linear_top1"], "linear_top1_raw_pixels": ev.get("linear_top1_raw_pixels"),
+               "threads": args.threads}
+        print(json.dumps(row), flush=True)
+        with open(out / "results.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
