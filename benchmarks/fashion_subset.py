@@ -10,7 +10,8 @@ batch 256, 2 warm-up epochs, and the narrowed heads of the method's ``<method>-d
 for resnet-small's 128-d features). Evaluation on frozen features: weighted kNN (k=200, T=0.1) and
 the linear probe with the *full* training split as memory / probe training set and the full test
 split as queries, next to the same protocols on raw pixels. Prints one JSON line per method and
-appends it to ``<out>/results.jsonl``.
+appends it to ``<out>/results.jsonl``. ``--eval-only --protocols lowshot,cluster`` evaluates the
+finished runs again with more protocols (appended the same way, marked ``"eval_only"``).
 """
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="runs/fmnist-subset")
+    ap.add_argument("--protocols", default="knn,linear")
+    ap.add_argument("--eval-only", action="store_true", help="evaluate finished runs, train nothing")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -47,6 +50,14 @@ def main() -> None:
     for method in args.methods:
         if method not in METHODS:
             raise SystemExit(f"unknown method {method}")
+        if args.eval_only:
+            ev = evaluate_run(out / method, device="cpu", protocols=args.protocols)
+            row = {"method": method, "eval_only": True,
+                   **{k: v for k, v in ev.items() if k.endswith(("top1", "_std", "_raw_pixels", "acc", "nmi", "ari"))}}
+            print(json.dumps(row), flush=True)
+            with open(out / "results.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+            continue
         heads = read_recipe(f"{method}-digits").get("method_args", {})
         sets = [f"data.subset={args.subset}", "model.backbone=resnet-small", "augment.size=16",
                 "augment.channels=1", "optim.warmup_epochs=2", "train.device=cpu", f"train.threads={args.threads}",
@@ -57,7 +68,7 @@ def main() -> None:
         start = time.time()
         summary = train(cfg, out=run)
         wall = time.time() - start
-        ev = evaluate_run(run, device="cpu", protocols="knn,linear")
+        ev = evaluate_run(run, device="cpu", protocols=args.protocols)
         row = {"method": method, "epochs": args.epochs, "subset": args.subset, "train_seconds": summary["train_seconds"],
                "wall_seconds": round(wall, 1), "images_per_second": summary["images_per_second"],
                "knn_top1": ev["knn_top1"], "knn_top1_raw_pixels": ev.get("knn_top1_raw_pixels"),
