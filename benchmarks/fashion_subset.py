@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="runs/fmnist-subset")
     ap.add_argument("--protocols", default="knn,linear")
+    ap.add_argument("--set", action="append", default=[], help="extra config overrides (key=value)")
     ap.add_argument("--eval-only", action="store_true", help="evaluate finished runs, train nothing")
     ap.add_argument("--raw", type=int, default=0, help="only print raw-pixel baselines at this size")
     args = ap.parse_args()
@@ -68,7 +69,7 @@ def main() -> None:
                 "augment.channels=1", "optim.warmup_epochs=2", "train.device=cpu", f"train.threads={args.threads}",
                 "train.log_every=10", "train.checkpoint_every=100", "eval.diagnose_every=0"]
         sets += [f"method_args.{k}={json.dumps(v) if isinstance(v, (list, dict)) else v}" for k, v in heads.items()]
-        cfg = build_config(f"{method}-fashion-mnist", sets, epochs=args.epochs, batch_size=256)
+        cfg = build_config(f"{method}-fashion-mnist", sets + args.set, epochs=args.epochs, batch_size=256)
         run = out / method
         start = time.time()
         summary = train(cfg, out=run)
@@ -78,7 +79,7 @@ def main() -> None:
                "wall_seconds": round(wall, 1), "images_per_second": summary["images_per_second"],
                "knn_top1": ev["knn_top1"], "knn_top1_raw_pixels": ev.get("knn_top1_raw_pixels"),
                "linear_top1": ev["linear_top1"], "linear_top1_raw_pixels": ev.get("linear_top1_raw_pixels"),
-               "threads": args.threads}
+               "threads": args.threads, "sets": args.set}
         print(json.dumps(row), flush=True)
         with open(out / "results.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
