@@ -20,7 +20,8 @@ one whose every detail is fixed by public code:
   head (``CLSHead``: hidden 4096 with BatchNorm, output 256 with a non-affine BatchNorm; the
   authors' middle activation is GELU, ReLU here as the project's shared MLP), then MoCo v3's
   ``ctr(q, k) = CE(q k^T / t) * 2t`` with ``t = 0.2`` between the student's view 1 and the
-  teacher's view 2 and back: ``ctr(s1, t2) + ctr(s2, t1)``, in-batch negatives.
+  teacher's view 2 and back: ``ctr(s1, t2) + ctr(s2, t1)``, in-batch negatives (the global
+  batch's in a distributed run, as the code's ``concat_all_gather``).
 * Reconstruction: from the last block's (normed) patch tokens (``FullPipline``), the GMML head,
   L1 on the corrupted pixels; total loss ``contrastive + lambda * reconstruction`` with
   ``lambda = 1`` (``--lmbda``).
@@ -38,6 +39,7 @@ import torch
 from torch import nn
 
 from ..augment.views import byol_views
+from ..distributed import gather, gather_nograd
 from ..losses import infonce
 from .gmml import GMML
 from .heads import mlp
@@ -94,6 +96,8 @@ class SiT(GMML):
             vit, head = self.teacher.net
             t1, t2 = head(vit.encode(vit.embed(torch.cat(views)))[:, 0]).chunk(2)
         t = self.args.temperature
+        # In-batch negatives over the global batch (the code's concat_all_gather of the keys), as MoCo v3.
+        s1, s2, t1, t2 = gather(s1), gather(s2), gather_nograd(t1), gather_nograd(t2)
         c_loss = (infonce(s1, t2, t) + infonce(s2, t1, t)) * (2 * t)
         loss = c_loss + self.args.recon_weight * r_loss
         return {"loss": loss, "contrastive": c_loss.detach(), "reconstruction": r_loss.detach(),
