@@ -12,7 +12,8 @@ the linear probe with the *full* training split as memory / probe training set a
 split as queries, next to the same protocols on raw pixels. Prints one JSON line per method and
 appends it to ``<out>/results.jsonl``. ``--eval-only --protocols lowshot,cluster`` evaluates the
 finished runs again with more protocols (appended the same way, marked ``"eval_only"``).
-``--raw 16`` prints the raw-pixel kNN and linear probe at the encoder's input size (the images
+``--table`` prints the markdown table of ``<out>/results.jsonl`` (the last result of each
+method and protocol). ``--raw 16`` prints the raw-pixel kNN and linear probe at the encoder's input size (the images
 resized to 16x16, antialiased), a second baseline beside the native 28x28 one.
 """
 from __future__ import annotations
@@ -47,12 +48,15 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="extra config overrides (key=value)")
     ap.add_argument("--eval-only", action="store_true", help="evaluate finished runs, train nothing")
     ap.add_argument("--raw", type=int, default=0, help="only print raw-pixel baselines at this size")
+    ap.add_argument("--table", action="store_true", help="print the results as a markdown table")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.raw:
         return raw_baselines(args.raw)
+    if args.table:
+        return print_table(out / "results.jsonl")
     for method in args.methods:
         if method not in METHODS:
             raise SystemExit(f"unknown method {method}")
@@ -83,6 +87,32 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         with open(out / "results.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
+
+
+def print_table(path: Path) -> None:
+    merged: dict[str, dict] = {}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        merged.setdefault(row["method"], {}).update(row)
+    cols = [("kNN", "knn_top1"), ("linear", "linear_top1"), ("1% labels", "lowshot_1pct_top1"),
+            ("10% labels", "lowshot_10pct_top1"), ("k-means acc", "cluster_acc"), ("NMI", "cluster_nmi"),
+            ("ARI", "cluster_ari")]
+    print("| method | " + " | ".join(c for c, _ in cols) + " | train s | images/s |")
+    print("|---" * (len(cols) + 3) + "|")
+
+    def cell(r, key):
+        if r.get(key) is None:
+            return "-"
+        return f"{r[key]:.3f} ± {r[key + '_std']:.3f}" if key + "_std" in r else f"{r[key]:.3f}"
+
+    raw = None
+    for method, r in merged.items():
+        print(f"| {method} | " + " | ".join(cell(r, k) for _, k in cols)
+              + f" | {r.get('train_seconds', '-')} | {r.get('images_per_second', '-')} |")
+        raw = raw or {k: r.get(f"{k}_raw_pixels") for _, k in cols} | \
+            {f"{k}_std": r.get(f"{k}_std_raw_pixels") for _, k in cols if r.get(f"{k}_std_raw_pixels") is not None}
+    if raw:
+        print("| raw pixels (28x28) | " + " | ".join(cell(raw, k) for _, k in cols) + " | - | - |")
 
 
 def raw_baselines(size: int) -> None:
