@@ -55,3 +55,39 @@ def test_unknown_optimizer_names_the_choices():
     from selfsup.errors import UsageError
     with pytest.raises(UsageError, match="lars"):
         build_optimizer("larss", nn.Linear(2, 2), 0.1, 0.0)
+
+
+def test_weight_decay_schedule_is_a_cosine_from_base_to_final_on_the_decayed_group_only():
+    from selfsup.optim import set_weight_decay, wd_at
+    assert wd_at(0, 101, 0.04, 0.4) == pytest.approx(0.04)
+    assert wd_at(50, 101, 0.04, 0.4) == pytest.approx(0.22)
+    assert wd_at(100, 101, 0.04, 0.4) == pytest.approx(0.4)
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    opt = build_optimizer("adamw", model, 1e-3, 0.04, betas=(0.9, 0.95))
+    set_weight_decay(opt, 0.3)
+    decays = sorted(g["weight_decay"] for g in opt.param_groups)
+    assert decays == [0.0, 0.3]  # biases and norms are never decayed
+    assert all(g["betas"] == (0.9, 0.95) for g in opt.param_groups)
+
+
+def test_gradient_clipping_and_the_weight_decay_schedule_in_the_loop(tmp_path):
+    import json
+
+    import selfsup
+    from selfsup.config import build_config
+    from selfsup.train import build, make_update
+    sets = ["method_args.proj_hidden=64", "method_args.pred_hidden=64", "method_args.proj_dim=32",
+            "optim.clip_grad=0.01", "data.subset=256", "train.batch_size=64"]
+    s = build(build_config("byol-digits", sets, epochs=1))
+    update = make_update(s)
+    views = s.recipe(next(s.loader.batches(0)), torch.Generator().manual_seed(0))
+    update(views, 0)
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in s.method.parameters() if p.grad is not None]))
+    assert norm.item() == pytest.approx(0.01, rel=1e-4)  # far above 0.01 unclipped
+    # The schedule reaches the loop: logged per step, rising from weight_decay to final_weight_decay.
+    cfg = build_config("byol-digits", sets + ["optim.weight_decay=0.04", "optim.final_weight_decay=0.4",
+                                              "train.log_every=1", "eval.diagnose_every=0"], epochs=2)
+    selfsup.train(cfg, out=tmp_path / "run")
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    decays = [r["weight_decay"] for r in records if r["event"] == "step"]
+    assert decays[0] == pytest.approx(0.04) and decays[-1] == pytest.approx(0.4) and decays == sorted(decays)

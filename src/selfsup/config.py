@@ -67,6 +67,9 @@ class OptimConfig:
     exclude_bias_norm: bool = True
     warmup_epochs: float = 10.0
     final_lr_ratio: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)   # adamw only (MAE: 0.9, 0.95)
+    final_weight_decay: float = -1.0  # >= 0: cosine schedule weight_decay -> this (DINO: 0.04 -> 0.4)
+    clip_grad: float = 0.0            # > 0: clip the global gradient norm to this (DINO: 3.0)
 
 
 @dataclass
@@ -321,6 +324,8 @@ def _check_ranges(cfg: Config) -> None:
         (cfg.data.placement in ("auto", "device", "host"), "data.placement must be auto, device or host"),
         (cfg.data.subset >= 0, "data.subset must be 0 (all images) or a positive count"),
         (cfg.optim.lr >= 0, "optim.lr must not be negative"),
+        (all(0 <= b < 1 for b in cfg.optim.betas), "optim.betas must be two numbers in [0, 1)"),
+        (cfg.optim.clip_grad >= 0, "optim.clip_grad must be 0 (off) or positive"),
         (cfg.eval.knn_k >= 1, "eval.knn_k must be at least 1"),
         (cfg.eval.knn_t > 0, "eval.knn_t must be positive"),
         (cfg.train.sync_bn in ("auto", "true", "false"), "train.sync_bn must be auto, true or false"),

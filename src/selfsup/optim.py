@@ -26,8 +26,9 @@ def param_groups(model: nn.Module, weight_decay: float, exclude_bias_norm: bool 
         if not p.requires_grad:
             continue
         (plain if exclude_bias_norm and p.ndim <= 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay, "lars": True},
-            {"params": plain, "weight_decay": 0.0, "lars": False}]
+    # "decayed" marks the group a weight-decay schedule (set_weight_decay) applies to.
+    return [{"params": decay, "weight_decay": weight_decay, "lars": True, "decayed": True},
+            {"params": plain, "weight_decay": 0.0, "lars": False, "decayed": False}]
 
 
 class LARS(torch.optim.Optimizer):
@@ -70,14 +71,15 @@ class LARS(torch.optim.Optimizer):
             torch._foreach_add_(params, bufs, alpha=-group["lr"])
 
 def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float, momentum: float = 0.9,
-                    lars_eta: float = 0.02, exclude_bias_norm: bool = True) -> torch.optim.Optimizer:
+                    lars_eta: float = 0.02, exclude_bias_norm: bool = True,
+                    betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
     groups = param_groups(model, weight_decay, exclude_bias_norm)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum)
     if name == "lars":
         return LARS(groups, lr=lr, momentum=momentum, eta=lars_eta)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas))
     raise unknown("optimizer", name, OPTIMIZERS)
 
 
@@ -89,6 +91,20 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, peak: float, final_rat
     progress = min((step - warmup_steps) / decay_steps, 1.0)
     final = peak * final_ratio
     return final + (peak - final) * (1 + math.cos(math.pi * progress)) / 2
+
+
+def wd_at(step: int, total_steps: int, base: float, final: float) -> float:
+    """Weight decay for optimiser step ``step``: cosine from ``base`` to ``final`` over the run (the
+    schedule of DINO's and I-JEPA's code, 0.04 -> 0.4 for ViTs)."""
+    progress = min(step / max(total_steps - 1, 1), 1.0)
+    return final + (base - final) * (1 + math.cos(math.pi * progress)) / 2
+
+
+def set_weight_decay(optimizer: torch.optim.Optimizer, weight_decay: float) -> None:
+    """Set the weight decay of the decayed group (biases and norms stay at 0)."""
+    for group in optimizer.param_groups:
+        if group.get("decayed"):
+            group["weight_decay"] = weight_decay
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -36,7 +36,7 @@ from .errors import TrainingError, UsageError
 from .evaluate import extract_features, knn_top1, raw_pixel_features
 from .evaluate.online import OnlineKNN, OnlineProbe
 from .methods import METHODS
-from .optim import build_optimizer, lr_at, set_lr
+from .optim import build_optimizer, lr_at, set_lr, set_weight_decay, wd_at
 from .runs import ENCODER_FORMAT, RunFolder, atomic_torch_save, default_run_name
 
 
@@ -162,7 +162,7 @@ def build(cfg: Config, device: torch.device | None = None, data: Dataset | None 
         method = method.to(memory_format=torch.channels_last)
     peak_lr = cfg.optim.lr * cfg.train.batch_size / 256
     optimizer = build_optimizer(cfg.optim.name, method, peak_lr, cfg.optim.weight_decay, cfg.optim.momentum,
-                                cfg.optim.lars_eta, cfg.optim.exclude_bias_norm)
+                                cfg.optim.lars_eta, cfg.optim.exclude_bias_norm, cfg.optim.betas)
     use_bf16 = cfg.train.precision == "bf16" or (cfg.train.precision == "auto" and device.type == "cuda")
     total = cfg.train.epochs * loader.steps_per_epoch
     method.configure(loader.steps_per_epoch, total)
@@ -201,6 +201,7 @@ def make_update(s: Setup) -> Callable[[list[torch.Tensor], int], dict]:
     amp = (lambda: torch.autocast(s.device.type, dtype=s.amp_dtype)) if s.amp_dtype else contextlib.nullcontext
     memory_format = torch.channels_last if s.channels_last else torch.contiguous_format
     dtype = torch.float64 if s.cfg.train.precision == "fp64" else None
+    clip = s.cfg.optim.clip_grad
 
     def update(views: list[torch.Tensor], step: int) -> dict:
         views = [(v.to(dtype) if dtype else v).contiguous(memory_format=memory_format) for v in views]
@@ -208,6 +209,8 @@ def make_update(s: Setup) -> Callable[[list[torch.Tensor], int], dict]:
             out = forward(views)
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
+        if clip:  # the global norm, after DDP's averaging; no host sync
+            torch.nn.utils.clip_grad_norm_(method.parameters(), clip)
         method.before_optimizer_step(step)
         optimizer.step()
         return out
@@ -450,6 +453,7 @@ def _train(ctx: distributed.Context, cfg, out, resume, reporter) -> dict:
     reporter.start(run.path, s, epoch, global_step)
     stop_epoch = min(tc.epochs, epoch + tc.stop_after) if tc.stop_after else tc.epochs
     online = s.online
+    wd_schedule = cfg.optim.final_weight_decay >= 0
 
     with _stop_on_signal() as stop:
         while epoch < stop_epoch:
@@ -462,6 +466,9 @@ def _train(ctx: distributed.Context, cfg, out, resume, reporter) -> dict:
             for i, (idx, batch) in enumerate(batches, start=start_step):
                 lr = lr_at(global_step, s.total_steps, s.warmup_steps, s.peak_lr, cfg.optim.final_lr_ratio)
                 set_lr(s.optimizer, lr)
+                if wd_schedule:
+                    set_weight_decay(s.optimizer, wd_at(global_step, s.total_steps, cfg.optim.weight_decay,
+                                                        cfg.optim.final_weight_decay))
                 if online is not None:
                     online.tap.arm()
                 out = step_fn(batch, generator, global_step)
@@ -482,6 +489,9 @@ def _train(ctx: distributed.Context, cfg, out, resume, reporter) -> dict:
                     ips = window_steps * tc.batch_size / elapsed
                     _check_finite(mean, run, epoch, global_step)
                     scalars = {k: _scalar(v) for k, v in out.items() if k != "loss"}
+                    if wd_schedule:
+                        scalars["weight_decay"] = wd_at(global_step - 1, s.total_steps, cfg.optim.weight_decay,
+                                                        cfg.optim.final_weight_decay)
                     run.log("step", epoch=epoch, step=global_step, loss=mean, lr=lr,
                             images_per_second=round(ips, 1), **scalars, **extra)
                     reporter.step(epoch, i + 1, global_step, mean, ips)
