@@ -173,3 +173,16 @@ def test_killing_one_rank_ends_the_job_with_an_error_not_a_hang(tmp_path):
     # The checkpoint written before the failure is intact and resumable.
     ckpt = _ckpt(out)
     assert ckpt["global_step"] >= 2
+
+
+def test_every_method_trains_under_ddp_with_identical_ranks(tmp_path):
+    # One torchrun job trains each method (and DINO on a ViT) for an epoch on 2 processes; the loop
+    # compares the ranks' parameters before its checkpoint and fails if they differ.
+    from selfsup.methods import METHODS
+    worker = Path(__file__).with_name("_dist_all_methods.py")
+    proc = _torchrun(2, str(worker), str(tmp_path), *METHODS, "dino-vit", timeout=900)
+    done = [json.loads(line)["method"] for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert sorted(set(done)) == sorted([*METHODS, "dino-vit"])
+    for method in [*METHODS, "dino-vit"]:
+        summary = json.loads((tmp_path / method / "summary.json").read_text())
+        assert summary["finished"] and summary["world_size"] == 2, method

@@ -24,6 +24,7 @@ error, and shows which one.
 """
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ def setup(timeout_s: float) -> Context:
     if not dist.is_initialized():
         backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+        atexit.register(cleanup)  # once, at exit: re-creating the group in one process is fragile
     return context()
 
 

@@ -364,8 +364,22 @@ class _NoRun(RunFolder):
         return {}
 
 
+def _check_ranks_agree(s: Setup) -> None:
+    """Every rank must hold the same parameters (DDP applies the same averaged gradients): compare a
+    fingerprint before each checkpoint, so a method whose state drifts between ranks fails loudly."""
+    if not s.ctx.distributed:
+        return
+    with torch.no_grad():
+        fingerprint = float(sum(p.detach().double().sum() for p in s.method.parameters()))
+    prints = distributed.gather_objects(fingerprint)
+    if max(prints) != min(prints):
+        raise TrainingError(f"the processes' models differ (parameter sums {prints}); this method's state is not "
+                            "kept identical across ranks; train it in one process and report the method")
+
+
 def _save(s: Setup, obj_fn, path) -> None:
     """Build (on every rank: it may gather) and write (on rank 0) a checkpoint."""
+    _check_ranks_agree(s)
     obj = obj_fn()
     if s.ctx.main:
         atomic_torch_save(obj, path)
@@ -391,11 +405,8 @@ def train(cfg: Config | None = None, out: str | Path | None = None, resume: str 
     Under ``torchrun`` every process calls this; rank 0 reads and writes the run folder.
     """
     timeout = cfg.train.dist_timeout if cfg is not None else TrainConfig().dist_timeout
-    ctx = distributed.setup(timeout)
-    try:
-        return _train(ctx, cfg, out, resume, reporter)
-    finally:
-        distributed.cleanup()
+    ctx = distributed.setup(timeout)  # kept until the process exits: a script may train again
+    return _train(ctx, cfg, out, resume, reporter)
 
 
 def _open_run(cfg, out, resume) -> tuple[Config, RunFolder, dict | None]:

@@ -77,6 +77,8 @@ class MP3(Method):
             vit.pos_embed.zero_()
         if isinstance(vit.pos_embed, nn.Parameter):
             vit.pos_embed.requires_grad_(False)
+        # MP3 encodes without the class token: frozen, so no optimiser or DDP waits for its gradient.
+        vit.cls_token.requires_grad_(False)
         self.classifier = nn.Linear(vit.embed_dim, vit.num_patches)
         nn.init.xavier_uniform_(self.classifier.weight)
         nn.init.zeros_(self.classifier.bias)

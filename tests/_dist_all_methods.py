@@ -1,0 +1,32 @@
+"""Worker for tests/test_distributed.py: under torchrun, train every method for one short epoch on
+digits with 2 processes (DDP, gloo), so a method that breaks under DDP (an unused parameter, a
+gather of mismatched shapes, parameters that drift apart between ranks, which the loop checks
+before every checkpoint) fails the job.
+
+    python -m torch.distributed.run --nproc_per_node 2 tests/_dist_all_methods.py OUT_DIR [METHOD ...]
+"""
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+import selfsup
+from selfsup.config import build_config
+from selfsup.methods import METHODS
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    methods = sys.argv[2:] or list(METHODS)
+    torch.set_num_threads(1)
+    for method in methods:
+        recipe = "dino-vit-digits" if method == "dino-vit" else f"{method}-digits"
+        cfg = build_config(recipe, ["data.subset=64", "train.batch_size=32", "train.log_every=1",
+                                    "eval.diagnose_every=0"], epochs=1)
+        summary = selfsup.train(cfg, out=out / method)  # checks that every rank holds the same parameters
+        print(json.dumps({"method": method, "finished": summary.get("finished")}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
