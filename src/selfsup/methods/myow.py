@@ -14,7 +14,8 @@ is 0 for ``myow_warmup_epochs`` and then ramps up linearly over ``myow_rampup_ep
 
 Simplification: the candidate pool is the batch itself (the other view's target representations
 of the other samples, so no extra forward passes) instead of a separately drawn, weakly augmented
-pool batch; the sample itself is never a candidate.
+pool batch; the sample itself is never a candidate. In a distributed run the pool is each
+process's share of the batch (mining is not gathered across processes).
 """
 from __future__ import annotations
 

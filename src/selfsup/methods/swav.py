@@ -8,7 +8,8 @@ equal-partition soft assignments from 3 Sinkhorn-Knopp iterations (Eq. 3-5,
 them (swapped prediction, Eq. 1-2 and Eq. 6 with multi-crop, :func:`~selfsup.losses.swav_loss`).
 With small batches a queue of past projections joins the Sinkhorn (Sec. 4 / App. "Working with
 small batches"), started after ``queue_start_epoch`` epochs and used once full; the prototypes
-are frozen during the first epoch (App. A.1).
+are frozen during the first epoch (App. A.1). In a distributed run the Sinkhorn sums run over the
+global batch and each process keeps its own queue of its own projections, as the authors' code.
 """
 from __future__ import annotations
 
