@@ -43,6 +43,7 @@ from torch import nn
 
 from ..augment.views import ViewConfig
 from ..backbones.vit import VisionTransformer, patchify, unpatchify
+from ..distributed import all_reduce_, world_size
 from ..errors import UsageError
 from .base import Method
 from .blockmask import block_masks
@@ -76,10 +77,15 @@ def parse_blocks(spec: str, depth: int) -> tuple[int, ...]:
 
 def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean absolute error over the masked tokens' values: ``pred``/``target`` (N, L, P), ``mask``
-    (N, L) boolean. Equal to the mean over the corrupted pixels and channels."""
+    (N, L) boolean. Equal to the mean over the corrupted pixels and channels. In a distributed run
+    the mean is over every process's corrupted pixels: each process divides by the mean count per
+    process, so DDP's average of the processes' losses is the global mean."""
     err = (pred.float() - target.float()).abs().sum(dim=-1)
     weight = mask.float()
-    return (err * weight).sum() / (weight.sum() * pred.shape[-1]).clamp(min=1)
+    count = weight.sum() * pred.shape[-1]
+    if world_size() > 1:
+        count = all_reduce_(count.detach().clone(), "mean")
+    return (err * weight).sum() / count.clamp(min=1)
 
 
 class ReconstructionHead(nn.Module):
