@@ -42,7 +42,37 @@ from .knn import knn_predict
 from .linear import threads_for
 
 
-class OnlineProbe(nn.Module):
+class _RunningAccuracy(nn.Module):
+    """Counters of correct and seen predictions on the device (no host sync while counting), read
+    by :meth:`accuracy` and cleared by :meth:`reset_accuracy`, e.g. once an epoch."""
+
+    def __init__(self):
+        super().__init__()
+        for name in ("correct", "seen"):
+            self.register_buffer(name, torch.zeros((), dtype=torch.long), persistent=False)
+
+    def count(self, pred: torch.Tensor, labels: torch.Tensor) -> None:
+        self.correct += (pred == labels.to(pred.device)).sum()
+        self.seen += len(labels)
+
+    def accuracy(self) -> float | None:
+        """Running top-1 since the last :meth:`reset_accuracy` (None before any prediction)."""
+        seen = int(self.seen)
+        return int(self.correct) / seen if seen else None
+
+    def reset_accuracy(self) -> None:
+        self.correct.zero_()
+        self.seen.zero_()
+
+    def counters(self) -> dict:
+        return {"correct": int(self.correct), "seen": int(self.seen)}
+
+    def set_counters(self, state: dict) -> None:
+        for name in ("correct", "seen"):
+            getattr(self, name).fill_(state[name])
+
+
+class OnlineProbe(_RunningAccuracy):
     """A linear classifier trained online on detached features with its own AdamW optimiser.
 
     The features go through a non-affine BatchNorm first (running statistics, as solo-learn and
@@ -56,8 +86,6 @@ class OnlineProbe(nn.Module):
         self.linear = nn.Linear(feature_dim, num_classes)
         self.num_classes = num_classes
         self.optimizer = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=weight_decay)
-        self.register_buffer("correct", torch.zeros((), dtype=torch.long), persistent=False)
-        self.register_buffer("seen", torch.zeros((), dtype=torch.long), persistent=False)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.linear(self.norm(features.detach().float()))
@@ -82,8 +110,7 @@ class OnlineProbe(nn.Module):
                 self.optimizer.step()
         finally:
             self.train(was_training)
-        self.correct += (logits.detach().argmax(1) == labels).sum()
-        self.seen += len(labels)
+        self.count(logits.detach().argmax(1), labels)
         return loss.detach()
 
     @torch.no_grad()
@@ -95,26 +122,15 @@ class OnlineProbe(nn.Module):
         finally:
             self.train(was_training)
 
-    def accuracy(self) -> float | None:
-        """Running top-1 on the batches since the last :meth:`reset_accuracy` (None before any)."""
-        seen = int(self.seen)
-        return int(self.correct) / seen if seen else None
-
-    def reset_accuracy(self) -> None:
-        self.correct.zero_()
-        self.seen.zero_()
-
     def get_extra_state(self):
-        return {"optimizer": copy.deepcopy(self.optimizer.state_dict()), "correct": int(self.correct),
-                "seen": int(self.seen)}
+        return {"optimizer": copy.deepcopy(self.optimizer.state_dict()), **self.counters()}
 
     def set_extra_state(self, state) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
-        self.correct.fill_(state["correct"])
-        self.seen.fill_(state["seen"])
+        self.set_counters(state)
 
 
-class OnlineKNN(nn.Module):
+class OnlineKNN(_RunningAccuracy):
     """Weighted kNN against a ring buffer of the last ``size`` detached (features, labels).
 
     :meth:`update` adds a batch; :meth:`predict` classifies features against the buffer;
@@ -130,8 +146,6 @@ class OnlineKNN(nn.Module):
         # Write position and fill level are host integers (known without asking the device, so
         # no host sync in a step); checkpointed through get_extra_state.
         self.ptr, self.filled = 0, 0
-        self.register_buffer("correct", torch.zeros((), dtype=torch.long), persistent=False)
-        self.register_buffer("seen", torch.zeros((), dtype=torch.long), persistent=False)
 
     @torch.no_grad()
     def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
@@ -160,22 +174,12 @@ class OnlineKNN(nn.Module):
     def _score(self, features, labels, num_classes):
         pred = self.predict(features, num_classes)
         if pred is not None:
-            self.correct += (pred == labels.to(pred.device)).sum()
-            self.seen += len(labels)
+            self.count(pred, labels)
         self.update(features, labels)
 
-    def accuracy(self) -> float | None:
-        seen = int(self.seen)
-        return int(self.correct) / seen if seen else None
-
-    def reset_accuracy(self) -> None:
-        self.correct.zero_()
-        self.seen.zero_()
-
     def get_extra_state(self):
-        return {"ptr": self.ptr, "filled": self.filled, "correct": int(self.correct), "seen": int(self.seen)}
+        return {"ptr": self.ptr, "filled": self.filled, **self.counters()}
 
     def set_extra_state(self, state) -> None:
         self.ptr, self.filled = state["ptr"], state["filled"]
-        self.correct.fill_(state["correct"])
-        self.seen.fill_(state["seen"])
+        self.set_counters(state)
