@@ -478,8 +478,8 @@ def _train(ctx: distributed.Context, cfg, out, resume, reporter) -> dict:
                 lr = lr_at(global_step, s.total_steps, s.warmup_steps, s.peak_lr, cfg.optim.final_lr_ratio)
                 set_lr(s.optimizer, lr)
                 if wd_schedule:
-                    set_weight_decay(s.optimizer, wd_at(global_step, s.total_steps, cfg.optim.weight_decay,
-                                                        cfg.optim.final_weight_decay))
+                    wd = wd_at(global_step, s.total_steps, cfg.optim.weight_decay, cfg.optim.final_weight_decay)
+                    set_weight_decay(s.optimizer, wd)
                 if online is not None:
                     online.tap.arm()
                 out = step_fn(batch, generator, global_step)
@@ -501,8 +501,7 @@ def _train(ctx: distributed.Context, cfg, out, resume, reporter) -> dict:
                     _check_finite(mean, run, epoch, global_step)
                     scalars = {k: _scalar(v) for k, v in out.items() if k != "loss"}
                     if wd_schedule:
-                        scalars["weight_decay"] = wd_at(global_step - 1, s.total_steps, cfg.optim.weight_decay,
-                                                        cfg.optim.final_weight_decay)
+                        scalars["weight_decay"] = wd  # of this step, as lr
                     run.log("step", epoch=epoch, step=global_step, loss=mean, lr=lr,
                             images_per_second=round(ips, 1), **scalars, **extra)
                     reporter.step(epoch, i + 1, global_step, mean, ips)
