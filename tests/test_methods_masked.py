@@ -206,6 +206,18 @@ def test_finetune_trains_a_copy_of_a_vit_and_scores_the_test_split():
     assert all(torch.equal(before[k], v) for k, v in vit.state_dict().items())  # the encoder is untouched
 
 
+def test_finetune_on_a_fraction_of_the_labels_keeps_the_class_balance():
+    data = load_dataset("digits")
+    vit = tiny_vit(image_size=8, embed_dim=32, pool="mean")
+    spec = {"size": 8, "channels": 1, "mean": (0.3,), "std": (0.35,)}
+    res = finetune(vit, data.train, data.train_labels, data.test, data.test_labels, 10, spec, flip_p=0.0,
+                   args=FinetuneArgs(epochs=1, batch_size=64, labels=0.2))
+    per_class = torch.bincount(data.train_labels, minlength=10)
+    assert res["n_fit"] + res["n_held_out"] == int(sum(round(0.2 * int(n)) for n in per_class))
+    with pytest.raises(UsageError, match="labels is the fraction"):
+        FinetuneArgs(labels=0.0)
+
+
 # ------------------------------------------------------------------------------------ command line
 def run_cli(capsys, *argv):
     from selfsup.cli import main
@@ -220,7 +232,7 @@ SHORT = ("--epochs", "1", "--batch-size", "32", "--set", "data.subset=64", "--se
 @pytest.mark.parametrize("recipe, extra", [
     ("mae-digits", ()),
     ("mp3-digits", ()),
-    ("dino-vit-digits", ("--set", "method_args.n_local=2")),
+    ("dino-vit-digits", ("--set", "method_args.n_local=2", "--set", "model.drop_path=0.1")),
 ])
 def test_vit_methods_run_end_to_end_from_the_cli(tmp_path, capsys, recipe, extra):
     run = tmp_path / recipe
@@ -232,6 +244,7 @@ def test_vit_methods_run_end_to_end_from_the_cli(tmp_path, capsys, recipe, extra
     encoder = load_encoder(run)
     assert isinstance(encoder, VisionTransformer) and encoder.patch_size == 2 and encoder.grid == 4
     assert encoder(torch.randn(2, 1, 8, 8)).shape == (2, 192)
+    assert encoder.backbone_spec["drop_path"] == (0.1 if "model.drop_path=0.1" in extra else 0.0)
 
 
 def test_finetune_protocol_from_the_cli_on_a_resnet_run(tmp_path, capsys):
@@ -253,3 +266,16 @@ def test_finetune_protocol_from_the_cli_on_a_resnet_run(tmp_path, capsys):
     assert result["finetune"]["settings"]["flip_p"] == 0.0  # the run's own first view: digits never flip
     recorded = json.loads((run / "summary.json").read_text())["eval"][result["dataset"]]
     assert recorded["finetune_top1"] == result["finetune_top1"]
+
+    # half of the labels, with the from-scratch baseline: same split sizes, one more headline number
+    code, out, err = run_cli(capsys, "eval", str(run), "--data", f"npz:{small}", "--protocol", "finetune", "--json",
+                             "--finetune-set", "labels=0.5", "--finetune-set", "epochs=2",
+                             "--finetune-set", "random_init_baseline=true")
+    assert code == 0, err
+    result = json.loads(out)
+    ft = result["finetune"]
+    assert ft["n_fit"] + ft["n_held_out"] == 150 and ft["settings"]["labels"] == 0.5
+    assert 0 <= result["finetune_top1_random_init"] <= 1 and len(ft["random_init"]["val_history"]) == 2
+    code, out, err = run_cli(capsys, "eval", str(run), "--data", f"npz:{small}", "--protocol", "finetune",
+                             "--finetune-set", "epoch=2")
+    assert code == 2 and "unknown fine-tuning setting 'epoch'; choose one of: epochs" in err

@@ -75,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-raw-pixels", action="store_true", help="skip the raw-pixel baselines")
     ev.add_argument("--cache-features", action="store_true",
                     help="keep the features in the run folder (features_<data>_<split>.pt) and reuse them")
+    ev.add_argument("--finetune-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting of the finetune protocol (repeatable): epochs, batch_size, lr, weight_decay, "
+                         "layer_decay, warmup_epochs, label_smoothing, held_out, labels (fraction of the labels "
+                         "to use, e.g. 0.1), drop_path (ViT stochastic depth), random_init_baseline (true: also fine-tune "
+                         "a fresh encoder)")
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     em = sub.add_parser("embed", help=COMMANDS["embed"], prog="selfsup embed")
@@ -195,7 +200,8 @@ def _cmd_eval(args) -> int:
     from .evaluate.run import evaluate_run
     result = evaluate_run(args.run_dir, data=args.data, data_dir=args.data_dir, device=args.device,
                           protocols=args.protocol, knn_k=args.knn_k, seed=args.seed,
-                          raw_pixels=not args.no_raw_pixels, cache_features=args.cache_features)
+                          raw_pixels=not args.no_raw_pixels, cache_features=args.cache_features,
+                          finetune_args=args.finetune_set)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -236,8 +242,12 @@ def _cmd_eval(args) -> int:
                 r.get(f"cluster_{measure}_raw_pixels"))
     if "finetune" in r["protocols"]:
         ft = r["finetune"]
-        row(f"fine-tuning ({ft['settings']['epochs']} epochs, best epoch {ft['best_epoch']} on "
-            f"{ft['n_held_out']} held-out)", "top-1", r["finetune_top1"])
+        what = f"{ft['n_fit'] + ft['n_held_out']} labels, {ft['settings']['epochs']} epochs"
+        row(f"fine-tuning ({what}, best epoch {ft['best_epoch']} on {ft['n_held_out']} held-out)", "top-1",
+            r["finetune_top1"])
+        if "random_init" in ft:
+            row(f"fine-tuning from random init ({what}, best epoch {ft['random_init']['best_epoch']})", "top-1",
+                r["finetune_top1_random_init"])
     Console().print(table)
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in result["seconds"].items())
     d = result["data"]

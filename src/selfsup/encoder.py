@@ -18,7 +18,8 @@ def load_encoder(run_dir: str | Path, device: str | torch.device = "cpu") -> nn.
 
     ``encoder(x)`` maps normalised float images (N, C, S, S) to features (N, D); the input it was
     trained on is described by ``encoder.input_spec`` (size, channels, mean, std) and
-    :func:`preprocess` applies it to uint8 images.
+    :func:`preprocess` applies it to uint8 images; ``encoder.backbone_spec`` holds the arguments of
+    :func:`~selfsup.backbones.build_backbone` that rebuild its architecture.
     """
     path = RunFolder(run_dir).require("encoder")
     try:
@@ -32,6 +33,7 @@ def load_encoder(run_dir: str | Path, device: str | torch.device = "cpu") -> nn.
     encoder = build_backbone(**spec)
     encoder.load_state_dict(blob["state_dict"])
     encoder.input_spec = blob["input"]
+    encoder.backbone_spec = spec  # what build_backbone needs for a fresh copy of the architecture
     return encoder.to(device).eval()
 
 

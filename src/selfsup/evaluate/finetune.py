@@ -5,9 +5,14 @@ are not linearly separable before fine-tuning (MAE, He et al. 2022, Sec. 4 and F
 protocol trains the whole encoder plus a linear classifier on the labelled training split, as
 MAE's end-to-end fine-tuning (App. A.2, Table 9) in a short form:
 
-* data: the training split minus a stratified, seeded 10% hold-out (``held_out``); the hold-out
+* data: the labelled training images - all of them, or a stratified, seeded fraction ``labels``
+  (e.g. 0.1: fine-tuning on 10% of the labels, the semi-supervised protocol of SimCLR, Chen et al.
+  2020, Sec. 4.2) - minus a stratified, seeded 10% hold-out of those (``held_out``); the hold-out
   picks the epoch whose weights are kept (the best hold-out top-1), and that model is scored once
   on the test split. The test split is never used for any choice.
+* baseline (``random_init_baseline``): the same fine-tuning, same data, seed and settings, of a
+  freshly initialised encoder of the same architecture - supervised training from scratch, which
+  is what pretraining has to beat under this protocol (raw pixels are the frozen protocols' floor).
 * augmentation: random resized crop and horizontal flip with the crop scale and flip probability
   of the run's first view (so digits runs, which never flip, are not flipped here either), no
   colour operations; evaluation uses the deterministic transform of the exported encoder.
@@ -22,21 +27,25 @@ MAE's end-to-end fine-tuning (App. A.2, Table 9) in a short form:
   tokens for a ViT, the pooled features for a ResNet), weights normal with std 2e-5 and zero bias
   (MAE's fine-tuning head). BatchNorm layers of a ResNet train in the usual way.
 
-Left out of MAE's recipe for brevity: mixup, cutmix, RandAugment, random erasing, drop path and
-100 epochs; the numbers are therefore a short-budget fine-tuning, comparable across methods.
+* stochastic depth ``drop_path`` for vision transformers (MAE uses 0.1 for ViT-B), set on the copy
+  whatever the pretraining used; default 0.
+
+Left out of MAE's recipe for brevity: mixup, cutmix, RandAugment, random erasing and 100 epochs; the numbers are therefore a short-budget fine-tuning, comparable across methods.
 """
 from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Iterable
 
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 
 from ..augment.views import ViewAugment, ViewConfig
-from ..errors import UsageError
+from ..errors import UsageError, unknown
 from ..optim import lr_at
 from .linear import stratified_split
 
@@ -48,9 +57,12 @@ class FinetuneArgs:
     lr: float = 5e-4               # per 256 images (MAE's base lr for fine-tuning)
     weight_decay: float = 0.05
     layer_decay: float = 0.75      # ViT layer-wise lr decay (1: none); ignored for ResNets
+    drop_path: float = 0.0         # ViT stochastic depth at the last block during fine-tuning
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
-    held_out: float = 0.1          # fraction of the training split that chooses the epoch
+    held_out: float = 0.1          # fraction of the labelled images that chooses the epoch
+    labels: float = 1.0            # fraction of the training split's labels used (stratified, seeded)
+    random_init_baseline: bool = False  # also fine-tune a freshly initialised encoder (evaluate_run)
 
     def __post_init__(self) -> None:
         problems = []
@@ -60,8 +72,38 @@ class FinetuneArgs:
             problems.append("lr must be positive, weight_decay >= 0, layer_decay in (0, 1]")
         if not 0 < self.held_out < 1 or not 0 <= self.label_smoothing < 1 or self.warmup_epochs < 0:
             problems.append("held_out must be in (0, 1), label_smoothing in [0, 1), warmup_epochs >= 0")
+        if not 0 <= self.drop_path < 1:
+            problems.append(f"drop_path must be in [0, 1), got {self.drop_path}")
+        if not 0 < self.labels <= 1:
+            problems.append(f"labels is the fraction of labelled images to use, in (0, 1], got {self.labels}")
         if problems:
             raise UsageError("bad fine-tuning settings: " + "; ".join(problems))
+
+
+def finetune_settings(given: dict | Iterable[str] | None) -> FinetuneArgs:
+    """:class:`FinetuneArgs` from a dict of fields or from ``KEY=VALUE`` strings (the CLI's
+    ``--finetune-set``, values read as YAML); an unknown key or bad value is a one-line UsageError."""
+    if given is None:
+        return FinetuneArgs()
+    if not isinstance(given, dict):
+        pairs = {}
+        for item in given:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise UsageError(f"--finetune-set takes KEY=VALUE, got {item!r}")
+            try:
+                pairs[key.strip()] = yaml.safe_load(value)
+            except yaml.YAMLError:
+                raise UsageError(f"--finetune-set {item!r}: the value is not valid YAML") from None
+        given = pairs
+    names = [f.name for f in fields(FinetuneArgs)]
+    for key in given:
+        if key not in names:
+            raise unknown("fine-tuning setting", key, names)
+    try:
+        return FinetuneArgs(**given)
+    except TypeError as e:  # a value of the wrong type met a comparison
+        raise UsageError(f"bad fine-tuning settings {given}: {e}") from None
 
 
 class Classifier(nn.Module):
@@ -142,7 +184,10 @@ def finetune(encoder: nn.Module, train_images: torch.Tensor, train_labels: torch
     start_time = time.perf_counter()
     amp_dtype = torch.bfloat16 if device.type == "cuda" else None
     train_labels, test_labels = train_labels.cpu(), test_labels.cpu()
-    fit_idx, val_idx = stratified_split(train_labels, args.held_out, seed)
+    labelled = torch.arange(len(train_labels))
+    if args.labels < 1:  # the held-out side of a stratified split is the labelled fraction
+        labelled = stratified_split(train_labels, args.labels, seed)[1]
+    fit_idx, val_idx = (labelled[i] for i in stratified_split(train_labels[labelled], args.held_out, seed))
     if len(val_idx) == 0 or len(fit_idx) == 0:
         raise UsageError("fine-tuning needs at least two labelled training images per class")
     fit_x, fit_y = train_images[fit_idx], train_labels[fit_idx]
@@ -154,6 +199,8 @@ def finetune(encoder: nn.Module, train_images: torch.Tensor, train_labels: torch
                           input_spec["channels"], input_spec["mean"], input_spec["std"])
     torch.manual_seed(seed)
     model = Classifier(copy.deepcopy(encoder), num_classes).to(device)
+    if hasattr(model.encoder, "set_drop_path"):
+        model.encoder.set_drop_path(args.drop_path)
     for p in model.parameters():
         p.requires_grad_(True)
     groups = param_groups(model, args.weight_decay, args.layer_decay)

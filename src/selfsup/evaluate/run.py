@@ -42,9 +42,10 @@ from ..encoder import check_input, load_encoder, preprocess_fn
 from ..errors import UsageError, unknown
 from ..runs import RunFolder, atomic_torch_save
 from ..augment.views import ViewConfig
+from ..backbones import build_backbone
 from .cluster import cluster_eval
 from .features import extract_features, raw_pixel_features
-from .finetune import FinetuneArgs, finetune
+from .finetune import FinetuneArgs, finetune, finetune_settings
 from .knn import knn_top1
 from .linear import linear_probe
 from .lowshot import DEFAULT_FRACTIONS, DEFAULT_SEEDS, fraction_key, fraction_name, lowshot_probe
@@ -98,10 +99,13 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, data_dir: str | N
     * headline numbers as flat keys ``<protocol>_<measure>``, each with ``<...>_raw_pixels``
       for the baseline: ``knn_top1``, ``knn_majority_top1``; ``linear_top1``;
       ``lowshot_1pct_top1`` and ``lowshot_1pct_top1_std`` (likewise ``10pct``; mean and sample
-      std over seeds); ``cluster_acc``, ``cluster_nmi``, ``cluster_ari``;
+      std over seeds); ``cluster_acc``, ``cluster_nmi``, ``cluster_ari``; ``finetune_top1``, with
+      ``finetune_top1_random_init`` (the same fine-tuning from a fresh initialisation) as its
+      baseline when ``finetune_args`` asks for it;
     * the settings and details under the protocol's name: ``knn`` (k, t, majority_k), ``linear``
       (chosen weight decay, hold-out top-1, the sweep), ``lowshot`` (subset sizes, per-seed
-      top-1), ``cluster`` (k, restarts, inertia).
+      top-1), ``cluster`` (k, restarts, inertia), ``finetune`` (settings, split sizes, hold-out
+      top-1 per epoch, chosen epoch; ``random_init`` for the baseline).
     """
     from ..train import resolve_device
     protocols = parse_protocols(protocols)
@@ -186,12 +190,19 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, data_dir: str | N
                 headline(f"cluster_{measure}", res.pop(measure), raw and raw[measure])
             result["cluster"] = res
         elif protocol == "finetune":
-            ft = finetune_args if isinstance(finetune_args, FinetuneArgs) else FinetuneArgs(**(finetune_args or {}))
+            ft = finetune_args if isinstance(finetune_args, FinetuneArgs) else finetune_settings(finetune_args)
             views = cfg.view_configs()
             first = views[0] if views else ViewConfig()  # crop and flip of the run's first view
-            res = finetune(encoder, dataset.train, dataset.train_labels, dataset.test, dataset.test_labels,
-                           num_classes, encoder.input_spec, first.crop_scale, first.flip_p, device, seed, ft)
+            def tune(model):
+                return finetune(model, dataset.train, dataset.train_labels, dataset.test, dataset.test_labels,
+                                num_classes, encoder.input_spec, first.crop_scale, first.flip_p, device, seed, ft)
+            res = tune(encoder)
             headline("finetune_top1", res.pop("top1"), None)
+            if ft.random_init_baseline:  # the same architecture, freshly initialised: training from scratch
+                torch.manual_seed(seed)
+                base = tune(build_backbone(**encoder.backbone_spec).to(device))
+                result["finetune_top1_random_init"] = base.pop("top1")
+                res["random_init"] = {k: base[k] for k in ("val_top1", "best_epoch", "val_history", "seconds")}
             result["finetune"] = res
         seconds[protocol] = round(time.perf_counter() - start, 3)
     result["seconds"] = seconds
