@@ -88,7 +88,7 @@ def test_presets_spec_rebuild_and_default_patch_size():
     assert model.num_heads == 3 and model.in_channels == 1
     assert build_vit("vit-small", 3, 32).patch_size == 4 and build_vit("vit-small", 3, 32).embed_dim == 384
     assert model.spec == {"name": "vit-tiny", "in_channels": 1, "image_size": 16, "patch_size": 2, "pool": "mean",
-                          "pos_embed": "learned"}
+                          "pos_embed": "learned", "drop_path": 0.0}
     again = build_backbone(**model.spec)
     again.load_state_dict(model.state_dict())
     x = torch.randn(2, 1, 16, 16)
@@ -152,3 +152,34 @@ def test_attention_weights_are_the_ones_scaled_dot_product_attention_uses():
     mixed = (weights @ v).transpose(1, 2).reshape(2, 5, 32)
     assert torch.allclose(attn.proj(mixed), attn(x), atol=1e-5)
     assert torch.allclose(weights.sum(-1), torch.ones(2, 4, 5), atol=1e-5)
+
+
+def test_drop_path_drops_whole_samples_and_keeps_the_expectation():
+    from selfsup.backbones.vit import drop_path
+    x = torch.randn(4000, 5, 8)
+    assert drop_path(x, 0.25, training=False) is x and drop_path(x, 0.0, training=True) is x
+    torch.manual_seed(0)
+    y = drop_path(x, 0.25, training=True)
+    kept = (y != 0).flatten(1).any(dim=1)
+    assert torch.allclose(y[kept], x[kept] / 0.75) and bool((y[~kept] == 0).all())  # per sample, all or nothing
+    assert abs(kept.float().mean().item() - 0.75) < 0.03
+
+
+def test_stochastic_depth_rises_over_the_blocks_is_off_in_eval_and_off_in_teachers():
+    from selfsup.methods.teacher import MomentumTeacher
+    torch.manual_seed(0)
+    vit = build_vit("vit-tiny", in_channels=1, image_size=8, patch_size=2, drop_path=0.2)
+    rates = [b.drop_path for b in vit.blocks]
+    assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.2) and rates == sorted(rates)
+    assert vit.spec["drop_path"] == 0.2 and build_backbone(**vit.spec).blocks[-1].drop_path == pytest.approx(0.2)
+    plain = build_vit("vit-tiny", in_channels=1, image_size=8, patch_size=2)
+    plain.load_state_dict(vit.state_dict())
+    x = torch.randn(16, 1, 8, 8)
+    vit.train()
+    assert not torch.allclose(vit(x), vit(x))  # a fresh draw of dropped branches each call
+    vit.eval(), plain.eval()
+    assert torch.equal(vit(x), plain(x))  # evaluation keeps every branch, unscaled
+    teacher = MomentumTeacher(vit.train())
+    assert all(b.drop_path == 0.0 for b in teacher.net.blocks) and vit.blocks[-1].drop_path == pytest.approx(0.2)
+    with pytest.raises(UsageError, match="drop_path"):
+        build_vit("vit-tiny", drop_path=1.0)

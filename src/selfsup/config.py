@@ -55,6 +55,7 @@ class ModelConfig:
     patch_size: int = 0               # 0: the preset's rule for the image size (4 at 32 px, 2 at 16 px)
     pool: str = "cls"                 # cls | mean: which output is the representation
     pos_embed: str = "sincos"         # sincos (fixed 2-D) | learned
+    drop_path: float = 0.0            # stochastic depth at the last block (linear from 0; DeiT/DINO: 0.1)
 
 
 @dataclass

@@ -254,7 +254,7 @@ def _masked_vit_pictures(run: _Run, plt, device: str, skipped: list[str]) -> dic
     elif wants_recon:
         m = cfg.model
         backbone = build_backbone(m.backbone, cfg.augment.channels, m.stem, m.zero_init_residual, cfg.augment.size,
-                                  m.patch_size, m.pool, m.pos_embed)
+                                  m.patch_size, m.pool, m.pos_embed, m.drop_path)
         method = method_cls(backbone, method_cls.Args(**cfg.method_args))
         ckpt = torch.load(run.folder.checkpoint, map_location="cpu", weights_only=False)
         method.load_state_dict(ckpt["method"])

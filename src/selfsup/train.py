@@ -148,7 +148,7 @@ def build(cfg: Config, device: torch.device | None = None, data: Dataset | None 
                          seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size)
     m = cfg.model
     backbone = build_backbone(m.backbone, channels, m.stem, m.zero_init_residual, cfg.augment.size, m.patch_size,
-                              m.pool, m.pos_embed)
+                              m.pool, m.pos_embed, m.drop_path)
     method_cls = METHODS[cfg.method]
     method = method_cls(backbone, method_cls.Args(**cfg.method_args))
     sync_bn = cfg.train.sync_bn == "true" or (cfg.train.sync_bn == "auto" and method_cls.sync_bn)

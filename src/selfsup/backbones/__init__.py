@@ -4,7 +4,7 @@
 (N, C, H, W) to features (N, D) with ``.feature_dim == D`` and ``.spec``, the keyword arguments
 that rebuild it (``build_backbone(**model.spec)``). ResNets take ``stem`` and
 ``zero_init_residual``; vision transformers (``vit-*``, in ``vit.py``) take ``image_size``,
-``patch_size``, ``pool`` and ``pos_embed``; each ignores the other family's options.
+``patch_size``, ``pool``, ``pos_embed`` and ``drop_path``; each ignores the other family's options.
 """
 from __future__ import annotations
 
@@ -31,10 +31,10 @@ VIT_NAMES = ("vit-tiny", "vit-small", "vit-base")  # built by vit.build_vit
 
 def build_backbone(name: str, in_channels: int = 3, stem: str = "cifar", zero_init_residual: bool = False,
                    image_size: int = 32, patch_size: int = 0, pool: str = "cls",
-                   pos_embed: str = "sincos") -> nn.Module:
+                   pos_embed: str = "sincos", drop_path: float = 0.0) -> nn.Module:
     if name in VIT_NAMES:
         from .vit import build_vit
-        return build_vit(name, in_channels, image_size, patch_size, pool, pos_embed)
+        return build_vit(name, in_channels, image_size, patch_size, pool, pos_embed, drop_path)
     if name not in BACKBONES:
         raise unknown("backbone", name, [*BACKBONES, *VIT_NAMES])
     if stem not in STEMS:

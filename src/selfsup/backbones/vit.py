@@ -10,6 +10,11 @@ with token dropping built in, for masked-image modelling.
 * Blocks: pre-norm, ``x + attn(LN(x))`` then ``x + MLP(LN(x))`` (GELU MLP of ``mlp_ratio * D``),
   multi-head self-attention on :func:`torch.nn.functional.scaled_dot_product_attention`, and a
   final LayerNorm.
+* Stochastic depth (``drop_path``, Huang et al. 2016, "Deep Networks with Stochastic Depth",
+  arXiv:1603.09382; as DeiT, DINO and MAE's fine-tuning use it): in training, each block's
+  attention and MLP branches are dropped per sample with a probability rising linearly from 0 at
+  the first block to ``drop_path`` at the last, and kept branches are scaled by ``1 / (1 - p)``
+  (so evaluation, which keeps every branch, needs no rescaling). Off (0) by default.
 * Token masking: :meth:`VisionTransformer.encode` takes ``keep`` (patch indices per sample) and
   gathers only those tokens before the blocks, so dropped tokens cost nothing (MAE, Sec. 3).
 * Initialisation as MAE / timm: linears Xavier-uniform with zero bias, the patch projection
@@ -110,20 +115,31 @@ class Attention(nn.Module):
         return torch.softmax((q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5, dim=-1)
 
 
-class Block(nn.Module):
-    """Pre-norm transformer block: ``x + attn(LN(x))``, then ``x + MLP(LN(x))``."""
+def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Stochastic depth on a residual branch ``x`` (N, ...): zero whole samples with probability
+    ``p`` and scale the kept ones by ``1 / (1 - p)``; the identity when not training or ``p == 0``."""
+    if p == 0.0 or not training:
+        return x
+    keep = torch.rand((x.shape[0],) + (1,) * (x.ndim - 1), device=x.device) >= p
+    return x * keep.to(x.dtype) / (1.0 - p)
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0):
+
+class Block(nn.Module):
+    """Pre-norm transformer block: ``x + attn(LN(x))``, then ``x + MLP(LN(x))``, each branch
+    under stochastic depth with probability ``drop_path``."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0):
         super().__init__()
         hidden = int(dim * mlp_ratio)
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = Attention(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        self.drop_path = drop_path
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), attn_mask)
-        return x + self.mlp(self.norm2(x))
+        x = x + drop_path(self.attn(self.norm1(x), attn_mask), self.drop_path, self.training)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
 
 
 def init_weights(module: nn.Module) -> None:
@@ -146,7 +162,8 @@ class VisionTransformer(nn.Module):
     """
 
     def __init__(self, in_channels: int, image_size: int, patch_size: int, embed_dim: int, depth: int,
-                 num_heads: int, mlp_ratio: float = 4.0, pool: str = "cls", pos_embed: str = "sincos"):
+                 num_heads: int, mlp_ratio: float = 4.0, pool: str = "cls", pos_embed: str = "sincos",
+                 drop_path: float = 0.0):
         super().__init__()
         _check(image_size, patch_size, pool, pos_embed)
         self.in_channels, self.image_size, self.patch_size = in_channels, image_size, patch_size
@@ -163,6 +180,7 @@ class VisionTransformer(nn.Module):
             self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches, embed_dim))
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth))
+        self.set_drop_path(drop_path)
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.apply(init_weights)
         w = self.patch_embed.weight.data
@@ -170,7 +188,15 @@ class VisionTransformer(nn.Module):
         nn.init.zeros_(self.patch_embed.bias)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         self.spec = {"name": None, "in_channels": in_channels, "image_size": image_size,
-                     "patch_size": patch_size, "pool": pool, "pos_embed": pos_embed}
+                     "patch_size": patch_size, "pool": pool, "pos_embed": pos_embed, "drop_path": drop_path}
+
+    def set_drop_path(self, rate: float) -> None:
+        """Stochastic depth rising linearly over the blocks from 0 to ``rate`` (DeiT's rule)."""
+        if not 0.0 <= rate < 1.0:
+            raise UsageError(f"drop_path must be in [0, 1), got {rate}")
+        for i, block in enumerate(self.blocks):
+            block.drop_path = rate * i / max(1, len(self.blocks) - 1)
+        self.drop_path = rate
 
     def embed(self, x: torch.Tensor, add_pos: bool = True) -> torch.Tensor:
         """Patch tokens (N, L, D) in row-major order, with the position embedding when ``add_pos``.
@@ -243,12 +269,13 @@ def default_patch_size(image_size: int) -> int:
 
 
 def build_vit(name: str, in_channels: int = 3, image_size: int = 32, patch_size: int = 0, pool: str = "cls",
-              pos_embed: str = "sincos") -> VisionTransformer:
+              pos_embed: str = "sincos", drop_path: float = 0.0) -> VisionTransformer:
     if name not in PRESETS:
         from ..errors import unknown
         raise unknown("ViT preset", name, PRESETS)
     patch_size = patch_size or default_patch_size(image_size)
     _check(image_size, patch_size, pool, pos_embed)
-    model = VisionTransformer(in_channels, image_size, patch_size, pool=pool, pos_embed=pos_embed, **PRESETS[name])
+    model = VisionTransformer(in_channels, image_size, patch_size, pool=pool, pos_embed=pos_embed,
+                              drop_path=drop_path, **PRESETS[name])
     model.spec["name"] = name
     return model

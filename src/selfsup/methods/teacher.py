@@ -27,6 +27,9 @@ class MomentumTeacher(nn.Module):
         self.net = copy.deepcopy(online)
         for p in self.net.parameters():
             p.requires_grad_(False)
+        for module in self.net.modules():  # teachers never drop paths (DINO's teacher, I-JEPA's target)
+            if hasattr(module, "set_drop_path"):
+                module.set_drop_path(0.0)
 
     def forward(self, *args, **kwargs):
         with torch.no_grad():
