@@ -12,6 +12,9 @@ the linear probe with the *full* training split as memory / probe training set a
 split as queries, next to the same protocols on raw pixels. Prints one JSON line per method and
 appends it to ``<out>/results.jsonl``. ``--eval-only --protocols lowshot,cluster`` evaluates the
 finished runs again with more protocols (appended the same way, marked ``"eval_only"``).
+``--eval-only --protocols finetune --finetune-set labels=0.1`` fine-tunes them (add
+``--finetune-set random_init_baseline=true`` for one method to get the from-scratch row).
+``--family vit`` runs the ViT methods on ViT-Tiny at 28x28 with 7x7 patches instead.
 ``--table`` prints the markdown table of ``<out>/results.jsonl`` (the last result of each
 method and protocol). ``--raw 16`` prints the raw-pixel kNN and linear probe at the encoder's input size (the images
 resized to 16x16, antialiased), a second baseline beside the native 28x28 one.
@@ -59,6 +62,8 @@ def main() -> None:
     ap.add_argument("--out", default="runs/fmnist-subset")
     ap.add_argument("--protocols", default="knn,linear")
     ap.add_argument("--set", action="append", default=[], help="extra config overrides (key=value)")
+    ap.add_argument("--finetune-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="settings of the finetune protocol, as selfsup eval's --finetune-set")
     ap.add_argument("--eval-only", action="store_true", help="evaluate finished runs, train nothing")
     ap.add_argument("--raw", type=int, default=0, help="only print raw-pixel baselines at this size")
     ap.add_argument("--table", action="store_true", help="print the results as a markdown table")
@@ -75,9 +80,14 @@ def main() -> None:
         if method.removesuffix("-vit") not in METHODS:
             raise SystemExit(f"unknown method {method}")
         if args.eval_only:
-            ev = evaluate_run(out / method, device="cpu", protocols=args.protocols)
+            ev = evaluate_run(out / method, device="cpu", protocols=args.protocols, finetune_args=args.finetune_set)
             row = {"method": method, "eval_only": True,
-                   **{k: v for k, v in ev.items() if k.endswith(("top1", "_std", "_raw_pixels", "acc", "nmi", "ari"))}}
+                   **{k: v for k, v in ev.items()
+                      if k.endswith(("top1", "_std", "_raw_pixels", "_random_init", "acc", "nmi", "ari"))}}
+            if "finetune" in ev:
+                ft = ev["finetune"]
+                row["finetune"] = {"labels": ft["n_fit"] + ft["n_held_out"], "epochs": ft["settings"]["epochs"],
+                                   "best_epoch": ft["best_epoch"], "seconds": ft["seconds"], "sets": args.finetune_set}
             print(json.dumps(row), flush=True)
             with open(out / "results.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
@@ -111,7 +121,8 @@ def print_table(path: Path) -> None:
         merged.setdefault(row["method"], {}).update(row)
     cols = [("kNN", "knn_top1"), ("linear", "linear_top1"), ("1% labels", "lowshot_1pct_top1"),
             ("10% labels", "lowshot_10pct_top1"), ("k-means acc", "cluster_acc"), ("NMI", "cluster_nmi"),
-            ("ARI", "cluster_ari")]
+            ("ARI", "cluster_ari"), ("fine-tuned", "finetune_top1")]
+    cols = [c for c in cols if any(c[1] in r for r in merged.values())]  # the protocols that were run
     print("| method | " + " | ".join(c for c, _ in cols) + " | train s | images/s |")
     print("|---" * (len(cols) + 3) + "|")
 
@@ -128,6 +139,10 @@ def print_table(path: Path) -> None:
             {f"{k}_std": r.get(f"{k}_std_raw_pixels") for _, k in cols if r.get(f"{k}_std_raw_pixels") is not None}
     if raw:
         print("| raw pixels (28x28) | " + " | ".join(cell(raw, k) for _, k in cols) + " | - | - |")
+    scratch = next((r["finetune_top1_random_init"] for r in merged.values() if "finetune_top1_random_init" in r), None)
+    if scratch is not None:
+        print("| random init, fine-tuned (no pretraining) | " + " | ".join(
+            f"{scratch:.3f}" if k == "finetune_top1" else "-" for _, k in cols) + " | - | - |")
 
 
 def raw_baselines(size: int) -> None:
