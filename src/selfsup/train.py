@@ -78,6 +78,7 @@ class Setup:
     ctx: distributed.Context = distributed.Context()
     forward: torch.nn.Module | None = None   # what a step calls: the method, or its DDP wrapper
     online: "OnlineEval | None" = None
+    input_dtype: torch.dtype = torch.float32  # what views enter the model as (float64 under fp64)
 
 
 class FeatureTap:
@@ -181,7 +182,8 @@ def build(cfg: Config, device: torch.device | None = None, data: Dataset | None 
                             cfg.eval.online_knn_size).to(device)
     return Setup(cfg, device, data, loader, recipe, tuple(mean), tuple(std), method, optimizer,
                  torch.bfloat16 if use_bf16 else None, channels_last, total,
-                 round(cfg.optim.warmup_epochs * loader.steps_per_epoch), peak_lr, ctx, forward, online)
+                 round(cfg.optim.warmup_epochs * loader.steps_per_epoch), peak_lr, ctx, forward, online,
+                 torch.float64 if cfg.train.precision == "fp64" else torch.float32)
 
 
 def training_subset(data: Dataset, n: int) -> Dataset:
@@ -200,11 +202,10 @@ def make_update(s: Setup) -> Callable[[list[torch.Tensor], int], dict]:
     forward = torch.compile(module) if s.cfg.train.compile else module
     amp = (lambda: torch.autocast(s.device.type, dtype=s.amp_dtype)) if s.amp_dtype else contextlib.nullcontext
     memory_format = torch.channels_last if s.channels_last else torch.contiguous_format
-    dtype = torch.float64 if s.cfg.train.precision == "fp64" else None
     clip = s.cfg.optim.clip_grad
 
     def update(views: list[torch.Tensor], step: int) -> dict:
-        views = [(v.to(dtype) if dtype else v).contiguous(memory_format=memory_format) for v in views]
+        views = [v.to(s.input_dtype).contiguous(memory_format=memory_format) for v in views]
         with amp():
             out = forward(views)
         optimizer.zero_grad(set_to_none=True)
@@ -284,13 +285,12 @@ def diagnose_model(s: Setup, probe: torch.Tensor) -> tuple[dict, list[str]]:
     memory_format = torch.channels_last if s.channels_last else torch.contiguous_format
     try:
         with amp:
-            dtype = torch.float64 if s.cfg.train.precision == "fp64" else torch.float32
-            x = s.recipe.eval_transform(probe).to(dtype).contiguous(memory_format=memory_format)
+            x = s.recipe.eval_transform(probe).to(s.input_dtype).contiguous(memory_format=memory_format)
             features = method.encoder(x).float()
             projection = method.projection(x)
             # Positive pairs: the method's first two views of the probe images, from a fixed seed.
             views = s.recipe(probe, torch.Generator(s.device).manual_seed(s.cfg.seed))
-            pair = [method.projection(v.to(dtype).contiguous(memory_format=memory_format)) for v in views[:2]] \
+            pair = [method.projection(v.to(s.input_dtype).contiguous(memory_format=memory_format)) for v in views[:2]] \
                 if len(views) >= 2 and projection is not None else [None, None]
     finally:
         method.train(was_training)
