@@ -114,8 +114,10 @@ class OnlineEval(torch.nn.Module):
         h, self.tap.value = self.tap.value, None
         if h is None or h.dim() != 2 or h.shape[0] < len(idx):
             return  # this method never calls its encoder on whole views (masked modelling)
-        h = distributed.gather_nograd(h[:len(idx)].detach().float())
-        y = distributed.gather_nograd(self.labels[idx])
+        h, y = h[:len(idx)].detach().float(), self.labels[idx]
+        if distributed.world_size() > 1:  # one gather: the labels ride along as a float32 column (exact < 2**24)
+            both = distributed.gather_nograd(torch.cat([h, y[:, None].float()], dim=1))
+            h, y = both[:, :-1].contiguous(), both[:, -1].long()
         self.knn.score(h, y, self.num_classes)  # scored against earlier batches, then stored
         self.probe.step(h, y)                   # scored before its step
 
