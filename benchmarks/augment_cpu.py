@@ -31,16 +31,23 @@ from selfsup.data import load_dataset  # noqa: E402
 
 
 # ------------------------------------------------------------------ the per-sample Pillow reference
-def _pil_view(img, cfg, rng: random.Random):
+def _pil_view(img, cfg, rng: random.Random, fractional_box: bool = False):
+    """One view; ``fractional_box`` keeps the crop box unrounded (as the batched op) instead of
+    torchvision's whole-pixel box - only to show where the two pipelines' statistics part."""
     from PIL import Image, ImageEnhance, ImageFilter, ImageOps
     w, h = img.size
     area = w * h
     for _ in range(10):  # torchvision's RandomResizedCrop rule
         target = area * rng.uniform(*cfg.crop_scale)
         ratio = math.exp(rng.uniform(math.log(cfg.crop_ratio[0]), math.log(cfg.crop_ratio[1])))
-        cw, ch = int(round(math.sqrt(target * ratio))), int(round(math.sqrt(target / ratio)))
+        cw, ch = math.sqrt(target * ratio), math.sqrt(target / ratio)
+        if not fractional_box:
+            cw, ch = int(round(cw)), int(round(ch))
         if 0 < cw <= w and 0 < ch <= h:
-            x0, y0 = rng.randint(0, w - cw), rng.randint(0, h - ch)
+            if fractional_box:
+                x0, y0 = rng.uniform(0, w - cw), rng.uniform(0, h - ch)
+            else:
+                x0, y0 = rng.randint(0, w - cw), rng.randint(0, h - ch)
             break
     else:
         cw, ch, x0, y0 = w, h, 0, 0
@@ -71,7 +78,8 @@ def _pil_view(img, cfg, rng: random.Random):
     return img
 
 
-def pillow_views(images_u8: np.ndarray, views, mean, std, rng: random.Random) -> list[torch.Tensor]:
+def pillow_views(images_u8: np.ndarray, views, mean, std, rng: random.Random,
+                 fractional_box: bool = False) -> list[torch.Tensor]:
     from PIL import Image
     out = [[] for _ in views]
     m = torch.tensor(mean).view(3, 1, 1)
@@ -79,7 +87,7 @@ def pillow_views(images_u8: np.ndarray, views, mean, std, rng: random.Random) ->
     for arr in images_u8:
         img = Image.fromarray(arr[0], "L").convert("RGB")
         for k, cfg in enumerate(views):
-            v = torch.from_numpy(np.asarray(_pil_view(img, cfg, rng))).permute(2, 0, 1).float().div_(255)
+            v = torch.from_numpy(np.array(_pil_view(img, cfg, rng, fractional_box))).permute(2, 0, 1).float().div_(255)
             out[k].append((v - m) / s)
     return [torch.stack(o) for o in out]
 
@@ -95,12 +103,16 @@ def main(argv=None) -> None:
     p.add_argument("--batch", type=int, default=512)
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--by-op", action="store_true",
+                   help="no timing: output statistics of both pipelines as the ops are switched on one by one")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     data = load_dataset("fashion-mnist")
     images = data.train[: args.images]
     views = byol_views(args.size)
     mean, std = (0.286,) * 3, (0.353,) * 3
+    if args.by_op:
+        return by_op(images, views, mean, std, args.batch)
     recipe = ViewRecipe(views, 3, mean, std)
     g = torch.Generator().manual_seed(0)
 
@@ -123,6 +135,27 @@ def main(argv=None) -> None:
     print(f"batched selfsup : {len(images) / t_batched:10,.0f} images/s   {_stats(batched_views, mean, std)}")
     print(f"per-sample PIL  : {len(images) / t_pil:10,.0f} images/s   {_stats(reference, mean, std)}")
     print(f"ratio           : {t_pil / t_batched:.1f}x")
+
+
+def by_op(images: torch.Tensor, views, mean, std, batch: int) -> None:
+    """Where the two pipelines' statistics part: the same views with the ops switched on in order."""
+    import dataclasses
+    off = dict(jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, solarize_p=0.0)
+    stages = [("crop + flip", off)]
+    for name in ("jitter_p", "grayscale_p", "blur_p", "solarize_p"):
+        off = {k: v for k, v in off.items() if k != name}
+        stages.append((f"+ {name[:-2]}", off))
+    for label, zeroed in stages:
+        cfgs = [dataclasses.replace(v, **zeroed) for v in views]
+        recipe = ViewRecipe(cfgs, 3, mean, std)
+        g = torch.Generator().manual_seed(0)
+        parts = [recipe(images[i:i + batch], g) for i in range(0, len(images), batch)]
+        batched = [torch.cat([b[k] for b in parts]) for k in range(len(cfgs))]
+        reference = pillow_views(images.numpy(), cfgs, mean, std, random.Random(0))
+        unrounded = pillow_views(images.numpy(), cfgs, mean, std, random.Random(0), fractional_box=True)
+        print(f"{label:14s} batched                  : {_stats(batched, mean, std)}")
+        print(f"{'':14s} Pillow                   : {_stats(reference, mean, std)}")
+        print(f"{'':14s} Pillow, unrounded crop box: {_stats(unrounded, mean, std)}", flush=True)
 
 
 if __name__ == "__main__":
