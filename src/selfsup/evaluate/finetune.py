@@ -26,11 +26,11 @@ MAE's end-to-end fine-tuning (App. A.2, Table 9) in a short form:
 * the head: a linear layer on the encoder's own representation (its class token or mean of patch
   tokens for a ViT, the pooled features for a ResNet), weights normal with std 2e-5 and zero bias
   (MAE's fine-tuning head). BatchNorm layers of a ResNet train in the usual way.
-
 * stochastic depth ``drop_path`` for vision transformers (MAE uses 0.1 for ViT-B), set on the copy
   whatever the pretraining used; default 0.
 
-Left out of MAE's recipe for brevity: mixup, cutmix, RandAugment, random erasing and 100 epochs; the numbers are therefore a short-budget fine-tuning, comparable across methods.
+Left out of MAE's recipe for brevity: mixup, cutmix, RandAugment, random erasing and 100 epochs;
+the numbers are therefore a short-budget fine-tuning, comparable across methods.
 """
 from __future__ import annotations
 
@@ -74,6 +74,8 @@ class FinetuneArgs:
             problems.append("held_out must be in (0, 1), label_smoothing in [0, 1), warmup_epochs >= 0")
         if not 0 <= self.drop_path < 1:
             problems.append(f"drop_path must be in [0, 1), got {self.drop_path}")
+        if not isinstance(self.random_init_baseline, bool):
+            problems.append(f"random_init_baseline must be true or false, got {self.random_init_baseline!r}")
         if not 0 < self.labels <= 1:
             problems.append(f"labels is the fraction of labelled images to use, in (0, 1], got {self.labels}")
         if problems:
@@ -96,14 +98,17 @@ def finetune_settings(given: dict | Iterable[str] | None) -> FinetuneArgs:
             except yaml.YAMLError:
                 raise UsageError(f"--finetune-set {item!r}: the value is not valid YAML") from None
         given = pairs
-    names = [f.name for f in fields(FinetuneArgs)]
-    for key in given:
-        if key not in names:
-            raise unknown("fine-tuning setting", key, names)
-    try:
-        return FinetuneArgs(**given)
-    except TypeError as e:  # a value of the wrong type met a comparison
-        raise UsageError(f"bad fine-tuning settings {given}: {e}") from None
+    defaults = {f.name: f.default for f in fields(FinetuneArgs)}
+    for key, value in given.items():
+        if key not in defaults:
+            raise unknown("fine-tuning setting", key, defaults)
+        kind = type(defaults[key])  # bool, int or float
+        ok = isinstance(value, bool) if kind is bool else \
+            not isinstance(value, bool) and isinstance(value, int if kind is int else (int, float))
+        if not ok:
+            wanted = {bool: "true or false", int: "a whole number", float: "a number"}[kind]
+            raise UsageError(f"fine-tuning setting {key} must be {wanted}, got {value!r}")
+    return FinetuneArgs(**given)
 
 
 class Classifier(nn.Module):
