@@ -14,6 +14,7 @@ appends it to ``<out>/results.jsonl``. ``--eval-only --protocols lowshot,cluster
 finished runs again with more protocols (appended the same way, marked ``"eval_only"``).
 ``--eval-only --protocols finetune --finetune-set labels=0.1`` fine-tunes them (add
 ``--finetune-set random_init_baseline=true`` for one method to get the from-scratch row).
+``--random-init`` evaluates a freshly initialised encoder of the family (no pretraining).
 ``--family vit`` runs the ViT methods on ViT-Tiny at 28x28 with 7x7 patches instead.
 ``--table`` prints the markdown table of ``<out>/results.jsonl`` (the last result of each
 method and protocol). ``--raw 16`` prints the raw-pixel kNN and linear probe at the encoder's input size (the images
@@ -70,6 +71,8 @@ def main() -> None:
     ap.add_argument("--eval-only", action="store_true", help="evaluate finished runs, train nothing")
     ap.add_argument("--raw", type=int, default=0, help="only print raw-pixel baselines at this size")
     ap.add_argument("--table", action="store_true", help="print the results as a markdown table")
+    ap.add_argument("--random-init", action="store_true",
+                    help="kNN and linear probe on a freshly initialised encoder of the family (no training)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -78,6 +81,8 @@ def main() -> None:
         return raw_baselines(args.raw)
     if args.table:
         return print_table(out / "results.jsonl")
+    if args.random_init:
+        return random_init_baseline(args, out)
     methods = args.methods or (VIT_METHODS if args.family == "vit" else RESNET_METHODS)
     for method in methods:
         if method.removesuffix("-vit") not in METHODS:
@@ -147,6 +152,36 @@ def print_table(path: Path) -> None:
     if scratch is not None:
         print("| random init, fine-tuned (no pretraining) | " + " | ".join(
             f"{scratch:.3f}" if k == "finetune_top1" else "-" for _, k in cols) + " | - | - |")
+
+
+def random_init_baseline(args, out: Path) -> None:
+    """The floor of pretraining under the frozen protocols besides raw pixels: the same encoder,
+    freshly initialised (seed 0), with the input transform training would use. Architecture of
+    the family's first method's recipe (BYOL's resnet-small; MAE's ViT-Tiny, class token, sin-cos)."""
+    from selfsup.backbones import build_backbone
+    from selfsup.augment.views import channel_stats
+    from selfsup.data import load_dataset
+    from selfsup.encoder import preprocess_fn
+    from selfsup.evaluate import extract_features, knn_top1
+    from selfsup.evaluate.linear import linear_probe
+    method = "mae" if args.family == "vit" else "byol"
+    cfg = build_config(f"{method}-fashion-mnist", FAMILY_SETS[args.family] + args.set)
+    m, size, channels = cfg.model, cfg.augment.size, cfg.augment.channels
+    torch.manual_seed(0)
+    encoder = build_backbone(m.backbone, channels, m.stem, m.zero_init_residual, size, m.patch_size, m.pool,
+                             m.pos_embed).eval()
+    d = load_dataset("fashion-mnist")
+    mean, std = channel_stats(d.train)
+    transform = preprocess_fn({"size": size, "channels": channels, "mean": mean * channels, "std": std * channels})
+    train_f = extract_features(encoder, d.train, transform, 512, "cpu")
+    test_f = extract_features(encoder, d.test, transform, 512, "cpu")
+    row = {"method": "random-init", "family": args.family, "architecture": encoder.spec,
+           "knn_top1": knn_top1(train_f, d.train_labels, test_f, d.test_labels, k=cfg.eval.knn_k,
+                                temperature=cfg.eval.knn_t, num_classes=10),
+           "linear_top1": linear_probe(train_f, d.train_labels, test_f, d.test_labels, 10, seed=0)["top1"]}
+    print(json.dumps(row), flush=True)
+    with open(out / "results.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 def raw_baselines(size: int) -> None:
