@@ -131,6 +131,9 @@ def print_table(path: Path) -> None:
     cols = [("kNN", "knn_top1"), ("linear", "linear_top1"), ("1% labels", "lowshot_1pct_top1"),
             ("10% labels", "lowshot_10pct_top1"), ("k-means acc", "cluster_acc"), ("NMI", "cluster_nmi"),
             ("ARI", "cluster_ari"), ("fine-tuned", "finetune_top1")]
+    scratch = next((r["finetune_top1_random_init"] for r in merged.values() if "finetune_top1_random_init" in r), None)
+    if scratch is not None:  # the from-scratch fine-tuning belongs to the untrained encoder's row
+        merged.setdefault("random-init", {"method": "random-init"})["finetune_top1"] = scratch
     cols = [c for c in cols if any(c[1] in r for r in merged.values())]  # the protocols that were run
     print("| method | " + " | ".join(c for c, _ in cols) + " | train s | images/s |")
     print("|---" * (len(cols) + 3) + "|")
@@ -148,10 +151,7 @@ def print_table(path: Path) -> None:
             {f"{k}_std": r.get(f"{k}_std_raw_pixels") for _, k in cols if r.get(f"{k}_std_raw_pixels") is not None}
     if raw:
         print("| raw pixels (28x28) | " + " | ".join(cell(raw, k) for _, k in cols) + " | - | - |")
-    scratch = next((r["finetune_top1_random_init"] for r in merged.values() if "finetune_top1_random_init" in r), None)
-    if scratch is not None:
-        print("| random init, fine-tuned (no pretraining) | " + " | ".join(
-            f"{scratch:.3f}" if k == "finetune_top1" else "-" for _, k in cols) + " | - | - |")
+
 
 
 def random_init_baseline(args, out: Path) -> None:

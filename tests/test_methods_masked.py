@@ -282,9 +282,9 @@ def test_finetune_protocol_from_the_cli_on_a_resnet_run(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("given, match", [
-    (["random_init_baseline=maybe"], "random_init_baseline must be true or false"),
-    (["labels=abc"], "labels must be a number"),
-    (["epochs=2.5"], "epochs must be a whole number"),
+    (["random_init_baseline=maybe"], "random_init_baseline expects bool, got 'maybe'"),
+    (["labels=abc"], "labels expects float, got 'abc'"),
+    (["epochs=2.5"], "epochs expects int, got 2.5"),
     (["labels"], "takes KEY=VALUE"),
     (["labels=1.5"], "labels is the fraction"),
 ])
@@ -292,5 +292,5 @@ def test_bad_finetune_settings_are_one_line_usage_errors(given, match):
     from selfsup.evaluate.finetune import finetune_settings
     with pytest.raises(UsageError, match=match):
         finetune_settings(given)
-    assert finetune_settings(["labels=0.1", "random_init_baseline=true", "epochs=3"]) == \
-        FinetuneArgs(labels=0.1, random_init_baseline=True, epochs=3)
+    assert finetune_settings(["labels=0.1", "random_init_baseline=true", "epochs=3", "lr=2e-3"]) == \
+        FinetuneArgs(labels=0.1, random_init_baseline=True, epochs=3, lr=0.002)

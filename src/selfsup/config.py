@@ -199,13 +199,13 @@ def _merge(base: dict, update: dict) -> None:
 
 # ------------------------------------------------------------------------------------- validation
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
+def coerce_value(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if origin is typing.Union:  # Optional[X]
         if value is None:
             return None
         (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _coerce(value, inner, key)
+        return coerce_value(value, inner, key)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -230,7 +230,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     elif origin is tuple:
         args = typing.get_args(tp)
         if isinstance(value, (list, tuple)) and len(value) == len(args):
-            return tuple(_coerce(v, a, key) for v, a in zip(value, args))
+            return tuple(coerce_value(v, a, key) for v, a in zip(value, args))
     elif tp in (dict, list) or origin in (dict, list):
         if isinstance(value, (origin or tp)):
             return value
@@ -258,7 +258,7 @@ def _coerce_fields(cls: type, data: Any, prefix: str) -> dict:
         if dataclasses.is_dataclass(tp):
             out[key] = tp(**_coerce_fields(tp, value, sub))
         else:
-            out[key] = _coerce(value, tp, sub)
+            out[key] = coerce_value(value, tp, sub)
     return out
 
 

@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, fields
+import typing
+from dataclasses import asdict, dataclass
 from typing import Iterable
 
 import torch
@@ -45,6 +46,7 @@ import yaml
 from torch import nn
 
 from ..augment.views import ViewAugment, ViewConfig
+from ..config import coerce_value
 from ..errors import UsageError, unknown
 from ..optim import lr_at
 from .linear import stratified_split
@@ -98,16 +100,16 @@ def finetune_settings(given: dict | Iterable[str] | None) -> FinetuneArgs:
             except yaml.YAMLError:
                 raise UsageError(f"--finetune-set {item!r}: the value is not valid YAML") from None
         given = pairs
-    defaults = {f.name: f.default for f in fields(FinetuneArgs)}
+    hints = typing.get_type_hints(FinetuneArgs)
+    coerced = {}
     for key, value in given.items():
-        if key not in defaults:
-            raise unknown("fine-tuning setting", key, defaults)
-        kind = type(defaults[key])  # bool, int or float
-        ok = isinstance(value, bool) if kind is bool else \
-            not isinstance(value, bool) and isinstance(value, int if kind is int else (int, float))
-        if not ok:
-            wanted = {bool: "true or false", int: "a whole number", float: "a number"}[kind]
-            raise UsageError(f"fine-tuning setting {key} must be {wanted}, got {value!r}")
+        if key not in hints:
+            raise unknown("fine-tuning setting", key, hints)
+        try:  # the config's coercion: "5e-4" (a string to YAML 1.1) is a float, 3.0 an int
+            coerced[key] = coerce_value(value, hints[key], key)
+        except UsageError:
+            raise UsageError(f"fine-tuning setting {key} expects {hints[key].__name__}, got {value!r}") from None
+    given = coerced
     return FinetuneArgs(**given)
 
 
