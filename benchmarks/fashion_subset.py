@@ -157,14 +157,15 @@ def print_table(path: Path) -> None:
 def random_init_baseline(args, out: Path) -> None:
     """The floor of pretraining under the frozen protocols besides raw pixels: the same encoder,
     freshly initialised (seed 0), with the input transform training would use. Architecture of
-    the family's first method's recipe (BYOL's resnet-small; MAE's ViT-Tiny, class token, sin-cos)."""
+    the recipe of the first METHOD given, else BYOL's resnet-small / MAE's ViT-Tiny (class token,
+    sin-cos); the row is named after the ViT's pooling, which decides most of it."""
     from selfsup.backbones import build_backbone
     from selfsup.augment.views import channel_stats
     from selfsup.data import load_dataset
     from selfsup.encoder import preprocess_fn
     from selfsup.evaluate import extract_features, knn_top1
     from selfsup.evaluate.linear import linear_probe
-    method = "mae" if args.family == "vit" else "byol"
+    method = args.methods[0] if args.methods else "mae" if args.family == "vit" else "byol"
     cfg = build_config(f"{method}-fashion-mnist", FAMILY_SETS[args.family] + args.set)
     m, size, channels = cfg.model, cfg.augment.size, cfg.augment.channels
     torch.manual_seed(0)
@@ -175,7 +176,8 @@ def random_init_baseline(args, out: Path) -> None:
     transform = preprocess_fn({"size": size, "channels": channels, "mean": mean * channels, "std": std * channels})
     train_f = extract_features(encoder, d.train, transform, 512, "cpu")
     test_f = extract_features(encoder, d.test, transform, 512, "cpu")
-    row = {"method": "random-init", "family": args.family, "architecture": encoder.spec,
+    name = f"random-init ({m.pool} pool)" if args.family == "vit" and m.pool != "cls" else "random-init"
+    row = {"method": name, "family": args.family, "architecture": encoder.spec,
            "knn_top1": knn_top1(train_f, d.train_labels, test_f, d.test_labels, k=cfg.eval.knn_k,
                                 temperature=cfg.eval.knn_t, num_classes=10),
            "linear_top1": linear_probe(train_f, d.train_labels, test_f, d.test_labels, 10, seed=0)["top1"]}
