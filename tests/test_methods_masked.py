@@ -270,11 +270,12 @@ def test_finetune_protocol_from_the_cli_on_a_resnet_run(tmp_path, capsys):
     # half of the labels, with the from-scratch baseline: same split sizes, one more headline number
     code, out, err = run_cli(capsys, "eval", str(run), "--data", f"npz:{small}", "--protocol", "finetune", "--json",
                              "--finetune-set", "labels=0.5", "--finetune-set", "epochs=2",
-                             "--finetune-set", "random_init_baseline=true")
+                             "--finetune-set", "random_init_baseline=true", "--finetune-set", "crop_scale=[0.5,1]")
     assert code == 0, err
     result = json.loads(out)
     ft = result["finetune"]
     assert ft["n_fit"] + ft["n_held_out"] == 150 and ft["settings"]["labels"] == 0.5
+    assert ft["settings"]["crop_scale"] == [0.5, 1.0]
     assert 0 <= result["finetune_top1_random_init"] <= 1 and len(ft["random_init"]["val_history"]) == 2
     code, out, err = run_cli(capsys, "eval", str(run), "--data", f"npz:{small}", "--protocol", "finetune",
                              "--finetune-set", "epoch=2")
@@ -287,10 +288,12 @@ def test_finetune_protocol_from_the_cli_on_a_resnet_run(tmp_path, capsys):
     (["epochs=2.5"], "epochs expects int, got 2.5"),
     (["labels"], "takes KEY=VALUE"),
     (["labels=1.5"], "labels is the fraction"),
+    (["crop_scale=0.8"], r"crop_scale expects a \[low, high\] pair"),
+    (["crop_scale=[0.9,0.2]"], "crop_scale must be"),
 ])
 def test_bad_finetune_settings_are_one_line_usage_errors(given, match):
     from selfsup.evaluate.finetune import finetune_settings
     with pytest.raises(UsageError, match=match):
         finetune_settings(given)
-    assert finetune_settings(["labels=0.1", "random_init_baseline=true", "epochs=3", "lr=2e-3"]) == \
-        FinetuneArgs(labels=0.1, random_init_baseline=True, epochs=3, lr=0.002)
+    assert finetune_settings(["labels=0.1", "random_init_baseline=true", "epochs=3", "lr=2e-3", "crop_scale=[0.8,1]"]) \
+        == FinetuneArgs(labels=0.1, random_init_baseline=True, epochs=3, lr=0.002, crop_scale=(0.8, 1.0))

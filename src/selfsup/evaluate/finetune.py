@@ -14,8 +14,9 @@ MAE's end-to-end fine-tuning (App. A.2, Table 9) in a short form:
   freshly initialised encoder of the same architecture - supervised training from scratch, which
   is what pretraining has to beat under this protocol (raw pixels are the frozen protocols' floor).
 * augmentation: random resized crop and horizontal flip with the crop scale and flip probability
-  of the run's first view (so digits runs, which never flip, are not flipped here either), no
-  colour operations; evaluation uses the deterministic transform of the exported encoder.
+  of the run's first view (so digits runs, which never flip, are not flipped here either; the
+  crop's area range can be set with ``crop_scale``), no colour operations; evaluation uses the
+  deterministic transform of the exported encoder.
 * optimiser: AdamW (betas 0.9, 0.999), peak lr ``lr * batch_size / 256`` (MAE's base lr 5e-4),
   linear warm-up for ``warmup_epochs`` then cosine decay to zero, weight decay 0.05 on weights
   (not on biases, norms, the class token and position embeddings, as MAE), label smoothing 0.1.
@@ -38,7 +39,7 @@ import copy
 import time
 import typing
 from dataclasses import asdict, dataclass
-from typing import Iterable
+from typing import Iterable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +66,7 @@ class FinetuneArgs:
     held_out: float = 0.1          # fraction of the labelled images that chooses the epoch
     labels: float = 1.0            # fraction of the training split's labels used (stratified, seeded)
     random_init_baseline: bool = False  # also fine-tune a freshly initialised encoder (evaluate_run)
+    crop_scale: Optional[tuple[float, float]] = None  # area range of the random crops; None: the run's first view's
 
     def __post_init__(self) -> None:
         problems = []
@@ -76,6 +78,8 @@ class FinetuneArgs:
             problems.append("held_out must be in (0, 1), label_smoothing in [0, 1), warmup_epochs >= 0")
         if not 0 <= self.drop_path < 1:
             problems.append(f"drop_path must be in [0, 1), got {self.drop_path}")
+        if self.crop_scale is not None and not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            problems.append(f"crop_scale must be (low, high) with 0 < low <= high <= 1, got {self.crop_scale}")
         if not isinstance(self.random_init_baseline, bool):
             problems.append(f"random_init_baseline must be true or false, got {self.random_init_baseline!r}")
         if not 0 < self.labels <= 1:
@@ -108,7 +112,8 @@ def finetune_settings(given: dict | Iterable[str] | None) -> FinetuneArgs:
         try:  # the config's coercion: "5e-4" (a string to YAML 1.1) is a float, 3.0 an int
             coerced[key] = coerce_value(value, hints[key], key)
         except UsageError:
-            raise UsageError(f"fine-tuning setting {key} expects {hints[key].__name__}, got {value!r}") from None
+            wanted = "a [low, high] pair, e.g. [0.8,1]" if key == "crop_scale" else hints[key].__name__
+            raise UsageError(f"fine-tuning setting {key} expects {wanted}, got {value!r}") from None
     given = coerced
     return FinetuneArgs(**given)
 

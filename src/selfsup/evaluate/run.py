@@ -195,7 +195,8 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, data_dir: str | N
             first = views[0] if views else ViewConfig()  # crop and flip of the run's first view
             def tune(model):
                 return finetune(model, dataset.train, dataset.train_labels, dataset.test, dataset.test_labels,
-                                num_classes, encoder.input_spec, first.crop_scale, first.flip_p, device, seed, ft)
+                                num_classes, encoder.input_spec, ft.crop_scale or first.crop_scale, first.flip_p,
+                                device, seed, ft)
             res = tune(encoder)
             headline("finetune_top1", res.pop("top1"), None)
             if ft.random_init_baseline:  # the same architecture, freshly initialised: training from scratch
