@@ -15,6 +15,8 @@ finished runs again with more protocols (appended the same way, marked ``"eval_o
 ``--eval-only --protocols finetune --finetune-set labels=0.1`` fine-tunes them (add
 ``--finetune-set random_init_baseline=true`` for one method to get the from-scratch row).
 ``--random-init`` evaluates a freshly initialised encoder of the family (no pretraining).
+``--short-run-lr`` takes the learning rate of the ``<method>-digits`` recipe too (made for runs of a
+few hundred steps; MAE's, I-JEPA's and MP3's are 4-8x their papers' long-run rates).
 ``--family vit`` runs the ViT methods on ViT-Tiny at 28x28 with 7x7 patches instead.
 ``--table`` prints the markdown table of ``<out>/results.jsonl`` (the last result of each
 method and protocol). ``--raw 16`` prints the raw-pixel kNN and linear probe at the encoder's input size (the images
@@ -71,6 +73,8 @@ def main() -> None:
     ap.add_argument("--eval-only", action="store_true", help="evaluate finished runs, train nothing")
     ap.add_argument("--raw", type=int, default=0, help="only print raw-pixel baselines at this size")
     ap.add_argument("--table", action="store_true", help="print the results as a markdown table")
+    ap.add_argument("--short-run-lr", action="store_true",
+                    help="take optim.lr from the <method>-digits recipe (its short-run setting) as well")
     ap.add_argument("--random-init", action="store_true",
                     help="kNN and linear probe on a freshly initialised encoder of the family (no training)")
     args = ap.parse_args()
@@ -100,11 +104,14 @@ def main() -> None:
             with open(out / "results.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
             continue
-        heads = read_recipe(f"{method}-digits").get("method_args", {})
+        digits = read_recipe(f"{method}-digits")
+        heads = digits.get("method_args", {})
         sets = [f"data.subset={args.subset}", *FAMILY_SETS[args.family], "optim.warmup_epochs=2", "train.device=cpu", f"train.threads={args.threads}",
                 "train.log_every=10", "train.checkpoint_every=100", "eval.diagnose_every=0"]
         sets += [f"method_args.{k}={json.dumps(v) if isinstance(v, (list, dict)) else v}" for k, v in heads.items()]
         sets += METHOD_SETS.get((args.family, method), [])
+        if args.short_run_lr:
+            sets.append(f"optim.lr={digits['optim']['lr']}")
         cfg = build_config(f"{method}-fashion-mnist", sets + args.set, epochs=args.epochs,
                            batch_size=args.batch_size)
         run = out / method
@@ -113,6 +120,7 @@ def main() -> None:
         wall = time.time() - start
         ev = evaluate_run(run, device="cpu", protocols=args.protocols)
         row = {"method": method, "family": args.family, "epochs": args.epochs, "batch_size": args.batch_size,
+               "lr": cfg.optim.lr,
                "subset": args.subset, "train_seconds": summary["train_seconds"],
                "wall_seconds": round(wall, 1), "images_per_second": summary["images_per_second"],
                "knn_top1": ev["knn_top1"], "knn_top1_raw_pixels": ev.get("knn_top1_raw_pixels"),
