@@ -151,12 +151,15 @@ def print_table(path: Path) -> None:
             return "-"
         return f"{r[key]:.3f} ± {r[key + '_std']:.3f}" if key + "_std" in r else f"{r[key]:.3f}"
 
-    raw = None
-    for method, r in merged.items():
+    raw = {}
+    # trained methods first, then the untrained floors, then raw pixels
+    for method, r in sorted(merged.items(), key=lambda item: item[0].startswith("random-init")):
         print(f"| {method} | " + " | ".join(cell(r, k) for _, k in cols)
               + f" | {r.get('train_seconds', '-')} | {r.get('images_per_second', '-')} |")
-        raw = raw or {k: r.get(f"{k}_raw_pixels") for _, k in cols} | \
-            {f"{k}_std": r.get(f"{k}_std_raw_pixels") for _, k in cols if r.get(f"{k}_std_raw_pixels") is not None}
+        for _, k in cols:  # the raw-pixel baselines, from whichever row carries them
+            for key in (k, f"{k}_std"):
+                if r.get(f"{key}_raw_pixels") is not None:
+                    raw.setdefault(key, r[f"{key}_raw_pixels"])
     if raw:
         print("| raw pixels (28x28) | " + " | ".join(cell(raw, k) for _, k in cols) + " | - | - |")
 
