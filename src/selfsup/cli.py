@@ -78,8 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--finetune-set", action="append", default=[], metavar="KEY=VALUE",
                     help="a setting of the finetune protocol (repeatable): epochs, batch_size, lr, weight_decay, "
                          "layer_decay, warmup_epochs, label_smoothing, held_out, labels (fraction of the labels "
-                         "to use, e.g. 0.1), drop_path (ViT stochastic depth), random_init_baseline (true: also fine-tune "
-                         "a fresh encoder)")
+                         "to use, e.g. 0.1), crop_scale (e.g. [0.8,1]; default: the run's first view's), drop_path (ViT "
+                         "stochastic depth), random_init_baseline (true: also fine-tune a fresh encoder)")
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     em = sub.add_parser("embed", help=COMMANDS["embed"], prog="selfsup embed")
