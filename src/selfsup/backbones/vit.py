@@ -180,7 +180,6 @@ class VisionTransformer(nn.Module):
             self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches, embed_dim))
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth))
-        self.set_drop_path(drop_path)
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.apply(init_weights)
         w = self.patch_embed.weight.data
@@ -188,7 +187,8 @@ class VisionTransformer(nn.Module):
         nn.init.zeros_(self.patch_embed.bias)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         self.spec = {"name": None, "in_channels": in_channels, "image_size": image_size,
-                     "patch_size": patch_size, "pool": pool, "pos_embed": pos_embed, "drop_path": drop_path}
+                     "patch_size": patch_size, "pool": pool, "pos_embed": pos_embed}
+        self.set_drop_path(drop_path)
 
     def set_drop_path(self, rate: float) -> None:
         """Stochastic depth rising linearly over the blocks from 0 to ``rate`` (DeiT's rule)."""
@@ -196,7 +196,7 @@ class VisionTransformer(nn.Module):
             raise UsageError(f"drop_path must be in [0, 1), got {rate}")
         for i, block in enumerate(self.blocks):
             block.drop_path = rate * i / max(1, len(self.blocks) - 1)
-        self.drop_path = rate
+        self.spec["drop_path"] = rate  # the spec rebuilds what the model now does (teachers: 0)
 
     def embed(self, x: torch.Tensor, add_pos: bool = True) -> torch.Tensor:
         """Patch tokens (N, L, D) in row-major order, with the position embedding when ``add_pos``.

@@ -114,8 +114,7 @@ def finetune_settings(given: dict | Iterable[str] | None) -> FinetuneArgs:
         except UsageError:
             wanted = "a [low, high] pair, e.g. [0.8,1]" if key == "crop_scale" else hints[key].__name__
             raise UsageError(f"fine-tuning setting {key} expects {wanted}, got {value!r}") from None
-    given = coerced
-    return FinetuneArgs(**given)
+    return FinetuneArgs(**coerced)
 
 
 class Classifier(nn.Module):
