@@ -38,6 +38,33 @@ def test_lars_update_uses_the_trust_ratio_of_you_et_al():
     assert torch.allclose(w.detach(), torch.tensor([[3.0, 4.0]]) - 0.5 * update)
 
 
+
+def test_lars_gives_each_weight_its_own_trust_ratio_and_one_where_a_norm_is_zero():
+    # Several weights of different sizes, one all-zero weight and one zero gradient, over three
+    # steps with momentum, against Algorithm 1 of You et al. written out per weight.
+    torch.manual_seed(0)
+    shapes = [(4, 3), (5,), (2, 2, 3), (3, 3)]
+    params = [nn.Parameter(torch.randn(s)) for s in shapes]
+    with torch.no_grad():
+        params[3].zero_()
+    ref = [p.detach().clone() for p in params]
+    bufs = [torch.zeros_like(p) for p in ref]
+    lr, wd, eta, mom = 0.3, 0.05, 0.02, 0.9
+    opt = LARS([{"params": params, "weight_decay": wd, "lars": True}], lr=lr, momentum=mom, eta=eta)
+    for step in range(3):
+        grads = [torch.randn(s) for s in shapes]
+        grads[1] = torch.zeros(shapes[1])  # ||g|| = 0 -> trust ratio 1
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        opt.step()
+        for i, (w, g) in enumerate(zip(ref, grads)):
+            w_norm, g_norm = w.norm().item(), g.norm().item()
+            trust = eta * w_norm / (g_norm + wd * w_norm) if w_norm > 0 and g_norm > 0 else 1.0
+            bufs[i] = mom * bufs[i] + trust * (g + wd * w)
+            ref[i] = w - lr * bufs[i]
+    for p, w in zip(params, ref):
+        assert torch.allclose(p.detach(), w, atol=1e-6)
+
 def test_lars_leaves_excluded_groups_as_plain_sgd_with_momentum():
     b = nn.Parameter(torch.tensor([1.0, 2.0]))
     ref = nn.Parameter(b.detach().clone())
