@@ -81,6 +81,7 @@ class TrainConfig:
     precision: str = "auto"           # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32 | fp64 (numerical checks)
     channels_last: str = "auto"       # auto (on CUDA) | true | false
     compile: bool = False
+    cudnn_benchmark: bool = True      # CUDA: let cuDNN time its convolution algorithms for the fixed step shapes
     log_every: int = 50               # steps between logged metrics (one host sync each)
     checkpoint_every: int = 10        # epochs between checkpoints (and always at the end)
     knn_every: int = 0                # epochs between online kNN evaluations (0: only at the end)

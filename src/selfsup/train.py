@@ -136,6 +136,8 @@ def build(cfg: Config, device: torch.device | None = None, data: Dataset | None 
         torch.cuda.set_device(device)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    if device.type == "cuda":  # the step's shapes never change, so timing cuDNN's algorithms once pays
+        torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark
     torch.manual_seed(cfg.seed)
     data = data or load_dataset(cfg.data.name, data_dir=cfg.data.data_dir, skip_bad=cfg.data.skip_bad)
     if cfg.data.subset:
