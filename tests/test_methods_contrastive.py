@@ -157,6 +157,57 @@ def test_mocov2_shuffled_bn_encodes_keys_in_groups_of_a_permutation_and_restores
     assert not torch.allclose(keys, _keys(method, x), atol=1e-4)  # statistics differ from one group
 
 
+def test_mocov2_grouped_batchnorm_is_the_network_run_on_each_chunk_in_one_pass():
+    # Shuffling BN's arithmetic (statistics per chunk) without a pass per chunk: the same outputs
+    # and gradients as running the network on each chunk, in float64 and in channels_last.
+    from selfsup.methods.mocov2 import grouped_batchnorm
+    torch.manual_seed(0)
+    net = build_backbone("resnet-small", 3, "cifar").double().to(memory_format=torch.channels_last)
+    x = torch.randn(12, 3, 8, 8, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    grads = []
+    for grouped in (False, True):
+        net.zero_grad()
+        xi = x.clone().requires_grad_(True)
+        if grouped:
+            with grouped_batchnorm(net, 3):
+                out = net(xi)
+        else:
+            out = torch.cat([net(c) for c in xi.chunk(3)])
+        (out * torch.linspace(-1, 1, out.shape[1], dtype=out.dtype)).sum().backward()
+        grads.append((out.detach(), xi.grad, [p.grad.clone() for p in net.parameters()]))
+    (out_a, gx_a, gp_a), (out_b, gx_b, gp_b) = grads
+    assert torch.allclose(out_a, out_b, atol=1e-10)
+    assert torch.allclose(gx_a, gx_b, atol=1e-10)
+    assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(gp_a, gp_b))
+    assert not torch.allclose(out_a, net(x), atol=1e-4)  # one group's statistics differ
+    assert all("forward" not in vars(m) for m in net.modules())  # the block leaves the modules as they were
+
+
+def test_mocov2_grouped_batchnorm_running_statistics_average_the_groups_updates():
+    # The MoCo authors' CIFAR demo's SplitBatchNorm: each group updates its own copy of the running
+    # statistics (momentum 0.1, unbiased variance), and the copies are averaged.
+    from selfsup.methods.mocov2 import grouped_batchnorm
+    torch.manual_seed(0)
+    bn = torch.nn.BatchNorm2d(4)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+    before_mean, before_var = bn.running_mean.clone(), bn.running_var.clone()
+    x = torch.randn(6, 4, 3, 3) * 2 + 1
+    with grouped_batchnorm(bn, 2):
+        bn(x)
+    chunks = x.chunk(2)
+    mean = torch.stack([c.mean(dim=(0, 2, 3)) for c in chunks]).mean(0)
+    var = torch.stack([c.var(dim=(0, 2, 3), unbiased=True) for c in chunks]).mean(0)
+    assert torch.allclose(bn.running_mean, 0.9 * before_mean + 0.1 * mean, atol=1e-6)
+    assert torch.allclose(bn.running_var, 0.9 * before_var + 0.1 * var, atol=1e-6)
+    assert int(bn.num_batches_tracked) == 1
+    bn.eval()
+    with grouped_batchnorm(bn, 2):  # evaluation uses the running statistics, whole batch
+        assert torch.allclose(bn(x), torch.nn.functional.batch_norm(x, bn.running_mean, bn.running_var,
+                                                                  bn.weight, bn.bias, False), atol=1e-6)
+
+
 def test_mocov2_cosine_momentum_schedule_is_an_option():
     method = build("mocov2", momentum_schedule="cosine", momentum=0.9)
     method(views())

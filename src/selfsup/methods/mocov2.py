@@ -16,13 +16,18 @@ Decisions the paper leaves to the setting:
   averages the loss over both view orders and pushes both views' keys (the "MoCo v2+" of
   solo-learn and of MoCo v3's Sec. 4, which reports that symmetrisation helps).
 * ``bn_splits`` (default 1: off): Shuffling BN (MoCo Sec. 3.3) on one device, as in the authors'
-  CIFAR demo's split BatchNorm: queries go through the backbone in ``bn_splits`` chunks and keys in
-  ``bn_splits`` chunks of a random permutation of the batch, so a query and its key are not
-  normalised with the statistics of the same images.
+  CIFAR demo's split BatchNorm: every BatchNorm2d normalises the queries in ``bn_splits`` groups
+  of consecutive samples and the keys in ``bn_splits`` groups of a random permutation of the batch,
+  so a query and its key are not normalised with the statistics of the same images. It is one pass
+  over the whole batch with statistics per group (:func:`grouped_batchnorm`), the arithmetic of
+  running the network on each chunk, at the kernel count of one pass; the running statistics
+  follow the demo's SplitBatchNorm (each group's update, averaged over the groups).
 * ``momentum_schedule``: ``constant`` (MoCo's) or ``cosine`` (BYOL's increase of m to 1).
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -48,11 +53,54 @@ def mocov2_views(size: int = 32) -> list[ViewConfig]:
     return [ViewConfig(**view), ViewConfig(**view)]
 
 
-def _in_chunks(net: nn.Module, x: torch.Tensor, splits: int) -> torch.Tensor:
-    """``net`` on ``splits`` chunks of ``x`` (BatchNorm statistics per chunk), concatenated."""
-    if splits <= 1:
+def _grouped_bn(bn: nn.BatchNorm2d, groups: int, x: torch.Tensor) -> torch.Tensor:
+    """``bn`` in training mode with statistics per group of ``len(x) / groups`` consecutive
+    samples, computed in float32 (or the input's wider type); the running statistics move by the
+    groups' mean update, as the SplitBatchNorm of the MoCo authors' CIFAR demo."""
+    if not bn.training or groups <= 1:
+        return nn.BatchNorm2d.forward(bn, x)
+    n, c, h, w = x.shape
+    if n % groups:
+        raise UsageError(f"method_args.bn_splits={groups} must divide the batch of {n} images on this process")
+    xg = x.view(groups, n // groups, c, h, w)  # a view, in the input's memory format
+    xg = xg.to(torch.promote_types(xg.dtype, torch.float32))  # statistics in float32 at least
+    var, mean = torch.var_mean(xg, dim=(1, 3, 4), unbiased=False, keepdim=True)  # (groups, 1, c, 1, 1)
+    scale = torch.rsqrt(var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.to(xg.dtype).view(1, 1, c, 1, 1)
+    shift = -mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.to(xg.dtype).view(1, 1, c, 1, 1)
+    y = torch.addcmul(shift, xg, scale).to(x.dtype).reshape(n, c, h, w)
+    if bn.track_running_stats:
+        with torch.no_grad():
+            bn.num_batches_tracked.add_(1)
+            momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+            count = (n // groups) * h * w
+            bn.running_mean.lerp_(mean.mean(0).flatten().to(bn.running_mean.dtype), momentum)
+            unbiased = var * (count / max(count - 1, 1))
+            bn.running_var.lerp_(unbiased.mean(0).flatten().to(bn.running_var.dtype), momentum)
+    return y  # the elementwise ops keep the input's layout, so channels_last stays channels_last
+
+
+@contextlib.contextmanager
+def grouped_batchnorm(net: nn.Module, groups: int):
+    """Within the block, every BatchNorm2d of ``net`` in training mode normalises ``groups``
+    groups of consecutive samples with their own statistics (MoCo's shuffling BN on one device)."""
+    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)] if groups > 1 else []
+    for bn in bns:
+        bn.forward = functools.partial(_grouped_bn, bn, groups)
+    try:
+        yield
+    finally:
+        for bn in bns:
+            del bn.forward
+
+
+def _in_groups(net: nn.Module, x: torch.Tensor, splits: int) -> torch.Tensor:
+    """``net`` on ``x`` with BatchNorm statistics per group of ``splits`` consecutive chunks."""
+    with grouped_batchnorm(net, splits):
         return net(x)
-    return torch.cat([net(c) for c in x.chunk(splits)])
 
 
 class MoCoV2(Method):
@@ -92,7 +140,7 @@ class MoCoV2(Method):
     default_views = views_of_size(mocov2_views)
 
     def _query(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(_in_chunks(self._online(), x, self.args.bn_splits), dim=1)
+        return F.normalize(_in_groups(self._online(), x, self.args.bn_splits), dim=1)
 
     @torch.no_grad()
     def _key(self, x: torch.Tensor) -> torch.Tensor:
@@ -100,7 +148,7 @@ class MoCoV2(Method):
         if splits <= 1:
             return F.normalize(self.key_encoder(x), dim=1)
         perm = torch.randperm(x.shape[0], device=x.device)  # MoCo's batch shuffle, on one device
-        k = _in_chunks(self.key_encoder, x[perm], splits)
+        k = _in_groups(self.key_encoder, x[perm], splits)
         return F.normalize(k[torch.argsort(perm)], dim=1)
 
     def forward(self, views):
