@@ -14,7 +14,8 @@ in its recipe; the row records the scaled values.
 Evaluation on frozen backbone features: weighted kNN (k=200, T=0.1) and the linear probe, the full
 training split as memory / probe set and the test split as queries, with the same protocols on raw
 pixels. One JSON line per method is printed and appended to ``<out>/results.jsonl``: accuracies,
-training seconds, training images/s, peak device memory, device and versions. Meant for a GPU; it
+training seconds, training images/s, peak device memory (of training and the run's closing kNN),
+device and versions. Meant for a GPU; it
 runs anywhere, slowly. A benchmark, not a test.
 """
 from __future__ import annotations
