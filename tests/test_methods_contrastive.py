@@ -327,3 +327,14 @@ def test_mocov2_interrupted_and_resumed_equals_an_uninterrupted_run(tmp_path):
     assert a.keys() == b.keys() and "queue.rows" in a
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_mocov2_shuffled_bn_takes_a_batch_its_splits_do_not_divide():
+    # 9 images in 2 groups: uneven chunks (5 + 4), each with its own statistics, as before.
+    torch.manual_seed(0)
+    method = build("mocov2", bn_splits=2)
+    x = views(0, 9)[0]
+    q = method._query(x)
+    online = torch.nn.Sequential(method.backbone, method.projector)
+    expected = F.normalize(torch.cat([online(x[:5]), online(x[5:])]), dim=1)
+    assert torch.allclose(q, expected, atol=1e-5)

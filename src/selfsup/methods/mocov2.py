@@ -98,7 +98,10 @@ def grouped_batchnorm(net: nn.Module, groups: int):
 
 
 def _in_groups(net: nn.Module, x: torch.Tensor, splits: int) -> torch.Tensor:
-    """``net`` on ``x`` with BatchNorm statistics per group of ``splits`` consecutive chunks."""
+    """``net`` on ``x`` with BatchNorm statistics per group of ``splits`` consecutive chunks: one
+    grouped pass, or a pass per chunk where ``splits`` does not divide the batch (uneven chunks)."""
+    if splits > 1 and len(x) % splits:
+        return torch.cat([net(c) for c in x.chunk(splits)])
     with grouped_batchnorm(net, splits):
         return net(x)
 
