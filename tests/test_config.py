@@ -28,6 +28,14 @@ def test_set_overrides_nested_keys_and_single_views():
     assert cfg.method_args["tau_base"] == 0.9
 
 
+def test_auto_true_false_keys_take_the_yaml_words_true_and_false():
+    # YAML reads the words as booleans; the "auto | true | false" keys are strings.
+    cfg = build_config("byol-fashion-mnist", ["train.channels_last=true", "train.sync_bn=false"])
+    assert (cfg.train.channels_last, cfg.train.sync_bn) == ("true", "false")
+    with pytest.raises(UsageError, match="channels_last"):
+        build_config("byol-fashion-mnist", ["train.channels_last=sometimes"])
+
+
 def test_flags_override_the_recipe():
     cfg = build_config("byol-fashion-mnist", epochs=3, batch_size=64, device="cpu")
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.device) == (3, 64, "cpu")

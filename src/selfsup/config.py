@@ -226,7 +226,9 @@ def coerce_value(value: Any, tp: Any, key: str) -> Any:
             except ValueError:
                 pass
     elif tp is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        if isinstance(value, bool):  # YAML reads true/false as booleans; "auto | true | false" keys want the word
+            return "true" if value else "false"
+        if isinstance(value, (str, int, float)):
             return str(value)
     elif origin is tuple:
         args = typing.get_args(tp)
