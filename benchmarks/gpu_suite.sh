@@ -4,8 +4,8 @@
 #   benchmarks/gpu_suite.sh OUT PART [METHOD ...]
 #
 # PART: throughput  throughput.py for BYOL ResNet-18 at 32 px / batch 512, eager
-#       throughput-more  the same with host placement and with torch.compile, and ResNet-50 with the
-#                   ImageNet stem at 64 px / batch 256
+#       throughput-more  the same with host placement, without channels_last and with
+#                   torch.compile, and ResNet-50 with the ImageNet stem at 64 px / batch 256
 #       lightly     compare_lightly.py --epochs 15 (needs lightly 1.6.0: a wheel in carry/whl)
 #       table       fashion_protocol.py for METHOD ... (default all 12) at $EPOCHS epochs (default 15)
 # Fashion-MNIST is read from carry/fashion-mnist/*.gz when there (SELFSUP_DATA=carry), else from the
@@ -40,6 +40,8 @@ case "$PART" in
   throughput-more)
     T="$ROOT/benchmarks/throughput.py"
     step 150 $PY "$T" byol-fashion-mnist --steps 200 --set data.placement=host --json | grep '^{' >>"$OUT/throughput.jsonl"
+    # BatchNorm was 27% of the kernel time in channels_last (the H100 profile of BENCHMARKS.md)
+    step 150 $PY "$T" byol-fashion-mnist --steps 200 --set train.channels_last=false --json | grep '^{' >>"$OUT/throughput.jsonl"
     step 150 $PY "$T" byol-fashion-mnist --steps 60 --batch-size 256 --set model.backbone=resnet50 \
       --set model.stem=imagenet --set augment.size=64 --json | grep '^{' >>"$OUT/throughput.jsonl"
     step 240 $PY "$T" byol-fashion-mnist --steps 200 --set train.compile=true --json | grep '^{' >>"$OUT/throughput.jsonl"
