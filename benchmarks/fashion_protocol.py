@@ -11,6 +11,8 @@ Schedules a recipe states in epochs inside its method settings (DINO's teacher-t
 warm-up, MYOW's mining warm-up and ramp-up, SwAV's queue start and prototype freezing) are scaled
 by budget / recipe epochs (at least 1), so that each method runs the same phases in a short run as
 in its recipe; the row records the scaled values.
+A method whose run folder already holds an unfinished run (``--stop-after N`` stops each run after
+N epochs with a checkpoint) is continued from it; a finished one is only evaluated again.
 Evaluation on frozen backbone features: weighted kNN (k=200, T=0.1) and the linear probe, the full
 training split as memory / probe set and the test split as queries, with the same protocols on raw
 pixels. One JSON line per method is printed and appended to ``<out>/results.jsonl``: accuracies,
@@ -48,6 +50,9 @@ def main() -> None:
     ap.add_argument("--protocols", default="knn,linear")
     ap.add_argument("--set", action="append", default=[], help="extra config overrides (key=value), every method")
     ap.add_argument("--table", action="store_true", help="print the results as a markdown table")
+    ap.add_argument("--stop-after", type=int, default=0,
+                    help="stop each run after this many epochs (a checkpoint is kept); running the same command "
+                         "again continues it: long runs in fixed-length device slots")
     ap.add_argument("--deadline", type=float, default=0,
                     help="seconds from start: start no method that would end past it at the longest time one took so far "
                          "(for fixed-length slots on a shared GPU)")
@@ -66,16 +71,29 @@ def main() -> None:
             print(f"deadline: not starting {', '.join(methods[methods.index(method):])}", flush=True)
             break
         sets = [f"optim.warmup_epochs={args.warmup_epochs}", "train.knn_every=0", "eval.diagnose_every=0",
-                f"train.checkpoint_every={args.epochs}"]
+                f"train.checkpoint_every={args.epochs}", f"train.stop_after={args.stop_after}"]
         scaled = scaled_schedules(read_recipe(f"{method}-fashion-mnist"), args.epochs)
         sets += [f"method_args.{k}={v}" for k, v in scaled.items()]
         cfg = build_config(f"{method}-fashion-mnist", sets + args.set, epochs=args.epochs, device=args.device)
         cuda = torch.cuda.is_available() and cfg.train.device != "cpu"
         if cuda:
             torch.cuda.reset_peak_memory_stats()
+        run = out / method
+        before = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else None
         start = time.time()
-        summary = train(cfg, out=out / method)
+        if before is None:
+            summary = train(cfg, out=run)
+        elif not before.get("finished"):  # a run stopped by --stop-after (or interrupted): continue it
+            print(f"{method}: continuing {run} from epoch {before.get('epochs_done', '?')}", flush=True)
+            summary = train(resume=run)
+        else:
+            summary = before  # finished earlier: evaluate again only
         wall = time.time() - start
+        if not summary.get("finished"):
+            print(f"{method}: {summary.get('epochs_done')} of {args.epochs} epochs done; "
+                  f"the same command continues it", flush=True)
+            longest = max(longest, time.time() - start)
+            continue
         peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
         ev = evaluate_run(out / method, device=args.device, protocols=args.protocols)
         row = {"method": method, "epochs": args.epochs, "warmup_epochs": args.warmup_epochs,
@@ -86,7 +104,8 @@ def main() -> None:
                "linear_top1": ev.get("linear_top1"), "linear_top1_raw_pixels": ev.get("linear_top1_raw_pixels"),
                "final_loss": last_epoch_loss(out / method),
                "hardware": torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine(),
-               "torch": torch.__version__, "scaled": scaled, "sets": args.set}
+               "torch": torch.__version__, "scaled": scaled, "sets": args.set,
+               "evaluated_again": bool(before and before.get("finished"))}
         print(json.dumps(row), flush=True)
         with open(out / "results.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")

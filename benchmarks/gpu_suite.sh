@@ -7,7 +7,9 @@
 #       throughput-more  the same with host placement, without channels_last and with
 #                   torch.compile, and ResNet-50 with the ImageNet stem at 64 px / batch 256
 #       lightly     compare_lightly.py --epochs 15 (needs lightly 1.6.0: a wheel in carry/whl)
-#       table       fashion_protocol.py for METHOD ... (default all 12) at $EPOCHS epochs (default 15)
+#       table       fashion_protocol.py for METHOD ... (default all 12) at $EPOCHS epochs (default 15);
+#                   STOP_AFTER=N stops each run after N epochs, and the same call made again while the
+#                   machine is still warm (its /tmp kept) continues it
 # Fashion-MNIST is read from carry/fashion-mnist/*.gz when there (SELFSUP_DATA=carry), else from the
 # usual places. Every step's output goes to OUT/log.txt; results to OUT/*.jsonl. A failing step is
 # logged and the next one runs.
@@ -55,7 +57,7 @@ case "$PART" in
     ;;
   table)
     # TABLE_DEADLINE: seconds this part may take (a method is not started when it would overrun)
-    step $(( ${TABLE_DEADLINE:-560} + 30 )) $PY "$ROOT/benchmarks/fashion_protocol.py" "$@" --epochs "${EPOCHS:-15}" --out /tmp/fmnist-protocol \
+    step $(( ${TABLE_DEADLINE:-560} + 30 )) $PY "$ROOT/benchmarks/fashion_protocol.py" "$@" --epochs "${EPOCHS:-15}" --stop-after "${STOP_AFTER:-0}" --out /tmp/fmnist-protocol \
       --deadline "${TABLE_DEADLINE:-560}"
     cp /tmp/fmnist-protocol/results.jsonl "$OUT/protocol.jsonl" 2>/dev/null
     ;;
