@@ -214,7 +214,7 @@ def _show(ax, img, title=None, **kw) -> None:
 def _masked_vit_pictures(run: _Run, plt, device: str, skipped: list[str]) -> dict:
     """Reconstructions (methods with ``visualize``) and class-token attention maps (ViT encoders)
     on the first test images; each part says in ``skipped`` why it is missing."""
-    from .backbones import VIT_NAMES, build_backbone
+    from .backbones import VIT_NAMES, backbone_for
     from .config import load_run_config
     from .data import load_dataset
     from .encoder import load_encoder, preprocess_fn
@@ -252,9 +252,7 @@ def _masked_vit_pictures(run: _Run, plt, device: str, skipped: list[str]) -> dic
     if wants_recon and not run.folder.checkpoint.is_file():
         skipped.append(f"{run.name}: no reconstructions (no checkpoints/last.pt to rebuild the method from)")
     elif wants_recon:
-        m = cfg.model
-        backbone = build_backbone(m.backbone, cfg.augment.channels, m.stem, m.zero_init_residual, cfg.augment.size,
-                                  m.patch_size, m.pool, m.pos_embed, m.drop_path)
+        backbone = backbone_for(cfg)
         method = method_cls(backbone, method_cls.Args(**cfg.method_args))
         ckpt = torch.load(run.folder.checkpoint, map_location="cpu", weights_only=False)
         method.load_state_dict(ckpt["method"])

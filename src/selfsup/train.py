@@ -28,7 +28,7 @@ import torch
 
 from . import __version__, distributed
 from .augment.views import ViewRecipe, channel_stats
-from .backbones import build_backbone
+from .backbones import backbone_for
 from .config import Config, TrainConfig, dump_config, load_run_config
 from .data import Dataset, load_dataset
 from .data.loader import BatchLoader
@@ -143,17 +143,11 @@ def build(cfg: Config, device: torch.device | None = None, data: Dataset | None 
     if cfg.data.subset:
         data = training_subset(data, cfg.data.subset)
     channels = cfg.augment.channels
-    mean, std = channel_stats(data.train)
-    if channels == 3 and data.channels == 1:
-        mean, std = mean * 3, std * 3
-    elif channels == 1 and data.channels == 3:
-        raise UsageError(f"{data.name} has 3 channels; set augment.channels=3")
+    mean, std = input_stats(data, channels)
     recipe = ViewRecipe(cfg.view_configs(), channels, mean, std)
     loader = BatchLoader(data.train, distributed.check_batch(cfg.train.batch_size, ctx), device, cfg.data.placement,
                          seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size)
-    m = cfg.model
-    backbone = build_backbone(m.backbone, channels, m.stem, m.zero_init_residual, cfg.augment.size, m.patch_size,
-                              m.pool, m.pos_embed, m.drop_path)
+    backbone = backbone_for(cfg)
     method_cls = METHODS[cfg.method]
     method = method_cls(backbone, method_cls.Args(**cfg.method_args))
     sync_bn = cfg.train.sync_bn == "true" or (cfg.train.sync_bn == "auto" and method_cls.sync_bn)
@@ -188,6 +182,17 @@ def build(cfg: Config, device: torch.device | None = None, data: Dataset | None 
                  torch.bfloat16 if use_bf16 else None, channels_last, total,
                  round(cfg.optim.warmup_epochs * loader.steps_per_epoch), peak_lr, ctx, forward, online,
                  torch.float64 if cfg.train.precision == "fp64" else torch.float32)
+
+
+def input_stats(data: Dataset, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of ``data``'s training images as the model sees them with
+    ``channels`` input channels (a grayscale image's statistics replicated to 3 channels)."""
+    mean, std = channel_stats(data.train)
+    if channels == 3 and data.channels == 1:
+        return mean * 3, std * 3
+    if channels == 1 and data.channels == 3:
+        raise UsageError(f"{data.name} has 3 channels; set augment.channels=3")
+    return mean, std
 
 
 def training_subset(data: Dataset, n: int) -> Dataset:

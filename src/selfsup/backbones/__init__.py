@@ -42,3 +42,11 @@ def build_backbone(name: str, in_channels: int = 3, stem: str = "cifar", zero_in
     model = BACKBONES[name](in_channels=in_channels, stem=stem, zero_init_residual=zero_init_residual)
     model.spec = {"name": name, "in_channels": in_channels, "stem": stem}
     return model
+
+
+def backbone_for(cfg) -> nn.Module:
+    """The backbone a :class:`~selfsup.config.Config` describes (its ``model`` section, with the
+    view size and channel count of its ``augment`` section), freshly initialised."""
+    m = cfg.model
+    return build_backbone(m.backbone, cfg.augment.channels, m.stem, m.zero_init_residual, cfg.augment.size,
+                          m.patch_size, m.pool, m.pos_embed, m.drop_path)
