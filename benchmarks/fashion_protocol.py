@@ -33,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from fashion_subset import RESNET_METHODS, print_table  # noqa: E402
+from fashion_subset import RESNET_METHODS, append_row, print_table  # noqa: E402
 from selfsup.config import build_config, read_recipe  # noqa: E402
 from selfsup.evaluate.run import evaluate_run  # noqa: E402
 from selfsup.methods import METHODS  # noqa: E402
@@ -106,9 +106,7 @@ def main() -> None:
                "hardware": torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine(),
                "torch": torch.__version__, "scaled": scaled, "sets": args.set,
                "evaluated_again": bool(before and before.get("finished"))}
-        print(json.dumps(row), flush=True)
-        with open(out / "results.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_row(out, row)
         longest = max(longest, time.time() - start)
 
 

@@ -100,9 +100,7 @@ def main() -> None:
                 ft = ev["finetune"]
                 row["finetune"] = {"labels": ft["n_fit"] + ft["n_held_out"], "epochs": ft["settings"]["epochs"],
                                    "best_epoch": ft["best_epoch"], "seconds": ft["seconds"], "sets": args.finetune_set}
-            print(json.dumps(row), flush=True)
-            with open(out / "results.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
+            append_row(out, row)
             continue
         digits = read_recipe(f"{method}-digits")
         heads = digits.get("method_args", {})
@@ -126,9 +124,14 @@ def main() -> None:
                "knn_top1": ev["knn_top1"], "knn_top1_raw_pixels": ev.get("knn_top1_raw_pixels"),
                "linear_top1": ev["linear_top1"], "linear_top1_raw_pixels": ev.get("linear_top1_raw_pixels"),
                "threads": args.threads, "sets": args.set}
-        print(json.dumps(row), flush=True)
-        with open(out / "results.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_row(out, row)
+
+
+def append_row(out: Path, row: dict) -> None:
+    """Print a result row as one JSON line and append it to ``<out>/results.jsonl``."""
+    print(json.dumps(row), flush=True)
+    with open(out / "results.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 def print_table(path: Path) -> None:
@@ -170,21 +173,20 @@ def random_init_baseline(args, out: Path) -> None:
     freshly initialised (seed 0), with the input transform training would use. Architecture of
     the recipe of the first METHOD given, else BYOL's resnet-small / MAE's ViT-Tiny (class token,
     sin-cos); the row is named after the ViT's pooling, which decides most of it."""
-    from selfsup.backbones import build_backbone
-    from selfsup.augment.views import channel_stats
+    from selfsup.backbones import backbone_for
     from selfsup.data import load_dataset
     from selfsup.encoder import preprocess_fn
     from selfsup.evaluate import extract_features, knn_top1
     from selfsup.evaluate.linear import linear_probe
+    from selfsup.train import input_stats
     method = args.methods[0] if args.methods else "mae" if args.family == "vit" else "byol"
     cfg = build_config(f"{method}-fashion-mnist", FAMILY_SETS[args.family] + args.set)
     m, size, channels = cfg.model, cfg.augment.size, cfg.augment.channels
     torch.manual_seed(0)
-    encoder = build_backbone(m.backbone, channels, m.stem, m.zero_init_residual, size, m.patch_size, m.pool,
-                             m.pos_embed).eval()
+    encoder = backbone_for(cfg).eval()
     d = load_dataset("fashion-mnist")
-    mean, std = channel_stats(d.train)
-    transform = preprocess_fn({"size": size, "channels": channels, "mean": mean * channels, "std": std * channels})
+    mean, std = input_stats(d, channels)
+    transform = preprocess_fn({"size": size, "channels": channels, "mean": mean, "std": std})
     train_f = extract_features(encoder, d.train, transform, 512, "cpu")
     test_f = extract_features(encoder, d.test, transform, 512, "cpu")
     name = f"random-init ({m.pool} pool)" if args.family == "vit" and m.pool != "cls" else "random-init"
@@ -192,9 +194,7 @@ def random_init_baseline(args, out: Path) -> None:
            "knn_top1": knn_top1(train_f, d.train_labels, test_f, d.test_labels, k=cfg.eval.knn_k,
                                 temperature=cfg.eval.knn_t, num_classes=10),
            "linear_top1": linear_probe(train_f, d.train_labels, test_f, d.test_labels, 10, seed=0)["top1"]}
-    print(json.dumps(row), flush=True)
-    with open(out / "results.jsonl", "a") as f:
-        f.write(json.dumps(row) + "\n")
+    append_row(out, row)
 
 
 def raw_baselines(size: int) -> None:
