@@ -75,7 +75,8 @@ def _grouped_bn(bn: nn.BatchNorm2d, groups: int, x: torch.Tensor) -> torch.Tenso
     if bn.track_running_stats:
         with torch.no_grad():
             bn.num_batches_tracked.add_(1)
-            momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+            # momentum None: BatchNorm's cumulative average, kept on the device (no host sync)
+            momentum = bn.momentum if bn.momentum is not None else 1.0 / bn.num_batches_tracked.to(var.dtype)
             count = (n // groups) * h * w
             bn.running_mean.lerp_(mean.mean(0).flatten().to(bn.running_mean.dtype), momentum)
             unbiased = var * (count / max(count - 1, 1))
