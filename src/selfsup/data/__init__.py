@@ -1,6 +1,19 @@
-"""Datasets as uint8 image tensors: bundled digits, Fashion-MNIST, image folders and numpy arrays."""
-from .base import Dataset
-from .idx import read_idx
-from .sources import SOURCE_KINDS, describe_sources, load_dataset
+"""Data of any modality: the :class:`Dataset` record (:mod:`.base`), the source dispatch
+(:mod:`.sources`: ``load_dataset``, ``describe_sources``) and the batch loader (:mod:`.loader`)."""
 
-__all__ = ["Dataset", "SOURCE_KINDS", "describe_sources", "load_dataset", "read_idx"]
+from .base import Dataset, cache_root, training_subset
+
+_SOURCES = ("describe_sources", "load_dataset", "source_kinds")
+
+
+def __getattr__(name: str):
+    # The dispatch imports the modalities, whose sources import this package's base: loaded on first
+    # use rather than here, so that importing selfsup.data.base never goes round in a circle.
+    if name in _SOURCES:
+        from . import sources
+
+        return getattr(sources, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["Dataset", "cache_root", "training_subset", *_SOURCES]

@@ -1,6 +1,7 @@
-"""Batches of uint8 images for the training loop, with nothing on the host inside a step.
+"""Batches of samples for the training loop, with nothing on the host inside a step.
 
-The whole dataset is one uint8 tensor. When it fits (``placement="device"``, or ``"auto"`` and it
+The training split is one tensor of any dtype and shape (uint8 images, float table rows, series),
+one sample per row. When it fits (``placement="device"``, or ``"auto"`` and it
 takes less than a quarter of the free device memory) it lives on the training device and a batch
 is one indexing kernel. Otherwise (``"host"``) it stays in host memory; each batch is gathered into one of two pinned
 buffers and copied on a side stream, one batch ahead of the step that uses it.
@@ -9,9 +10,10 @@ Each epoch's order is one permutation drawn from ``(seed, epoch)`` alone, so an 
 replayed from any step (exact resume) and every rank of a distributed run agrees on it; rank ``r``
 of ``w`` takes every ``w``-th index of the permutation.
 """
+
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
@@ -24,35 +26,45 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 class BatchLoader:
-    def __init__(self, images: torch.Tensor, batch_size: int, device: torch.device, placement: str = "auto",
-                 seed: int = 0, rank: int = 0, world_size: int = 1):
-        assert images.dtype == torch.uint8 and images.ndim == 4
+    def __init__(
+        self,
+        samples: torch.Tensor,
+        batch_size: int,
+        device: torch.device,
+        placement: str = "auto",
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        assert samples.ndim >= 2, "one sample per row"
         self.batch_size, self.device, self.seed = batch_size, device, seed
         self.rank, self.world_size = rank, world_size
-        self.n = len(images)
+        self.n = len(samples)
         global_batch = batch_size * world_size
         if self.n < global_batch:
-            raise UsageError(f"the training split has {self.n} images, fewer than one batch of {global_batch}; "
-                             "lower train.batch_size")
+            raise UsageError(
+                f"the training split has {self.n} samples, fewer than one batch of {global_batch}; "
+                "lower train.batch_size"
+            )
         self.steps_per_epoch = self.n // global_batch  # drop the last, incomplete batch
-        self.placement = self._choose_placement(images, placement)
+        self.placement = self._choose_placement(samples, placement)
         # Host placement keeps the dataset in pageable memory (pinning all of it can exhaust the
         # host); batches are gathered into two small pinned buffers instead.
-        self.images = images.to(device) if self.placement == "device" else images
+        self.samples = samples.to(device) if self.placement == "device" else samples
 
-    def _choose_placement(self, images: torch.Tensor, placement: str) -> str:
+    def _choose_placement(self, samples: torch.Tensor, placement: str) -> str:
         if self.device.type != "cuda" or placement == "device":
             return "device"
         if placement == "host":
             return "host"
         free, _ = torch.cuda.mem_get_info(self.device)
-        return "device" if images.numel() < free // 4 else "host"
+        return "device" if samples.numel() * samples.element_size() < free // 4 else "host"
 
     def indices(self, epoch: int) -> torch.Tensor:
         """This rank's indices for ``epoch``, ``steps_per_epoch * batch_size`` of them."""
         perm = epoch_permutation(self.n, self.seed, epoch)
         used = self.steps_per_epoch * self.batch_size * self.world_size
-        return perm[:used][self.rank::self.world_size]
+        return perm[:used][self.rank :: self.world_size]
 
     def batches(self, epoch: int, start_step: int = 0, with_indices: bool = False) -> Iterator:
         """This rank's batches of ``epoch`` from step ``start_step`` on; with ``with_indices``,
@@ -61,30 +73,33 @@ class BatchLoader:
         if self.placement == "host" and self.device.type == "cuda":
             batches = self._prefetched(idx, start_step)
         else:
-            idx = idx.to(self.images.device)
-            batches = (self.images[idx[step * self.batch_size:(step + 1) * self.batch_size]]
-                       for step in range(start_step, self.steps_per_epoch))
+            idx = idx.to(self.samples.device)
+            batches = (
+                self.samples[idx[step * self.batch_size : (step + 1) * self.batch_size]]
+                for step in range(start_step, self.steps_per_epoch)
+            )
         if not with_indices:
             yield from batches
             return
         idx = idx.to(self.device, non_blocking=True)
         for step, batch in zip(range(start_step, self.steps_per_epoch), batches):
-            yield idx[step * self.batch_size:(step + 1) * self.batch_size], batch
+            yield idx[step * self.batch_size : (step + 1) * self.batch_size], batch
 
     def _prefetched(self, idx: torch.Tensor, start_step: int) -> Iterator[torch.Tensor]:
         """Double buffering from pinned host memory: batch k+1 is gathered into one of two pinned
         buffers and copied on a side stream while the training step runs on batch k."""
-        shape = (self.batch_size,) + tuple(self.images.shape[1:])
+        shape = (self.batch_size,) + tuple(self.samples.shape[1:])
         if not hasattr(self, "_buffers"):
-            self._buffers = [torch.empty(shape, dtype=torch.uint8).pin_memory() for _ in range(2)]
+            self._buffers = [torch.empty(shape, dtype=self.samples.dtype).pin_memory() for _ in range(2)]
             self._copy_stream = torch.cuda.Stream(self.device)
         copied: list[torch.cuda.Event | None] = [None, None]
 
         def start(step: int, slot: int):
             if copied[slot] is not None:
                 copied[slot].synchronize()  # the last copy out of this buffer has finished
-            torch.index_select(self.images, 0, idx[step * self.batch_size:(step + 1) * self.batch_size],
-                               out=self._buffers[slot])
+            torch.index_select(
+                self.samples, 0, idx[step * self.batch_size : (step + 1) * self.batch_size], out=self._buffers[slot]
+            )
             with torch.cuda.stream(self._copy_stream):
                 batch = self._buffers[slot].to(self.device, non_blocking=True)
                 copied[slot] = torch.cuda.Event()
@@ -93,7 +108,7 @@ class BatchLoader:
 
         steps = range(start_step, self.steps_per_epoch)
         pending = start(steps[0], 0) if len(steps) else None
-        for k, step in enumerate(steps):
+        for k, _step in enumerate(steps):
             batch, event = pending
             if k + 1 < len(steps):
                 pending = start(steps[k + 1], (k + 1) % 2)

@@ -4,13 +4,17 @@ Contract (the training loop relies on nothing else):
 
 * ``Args``: a dataclass of the method's hyper-parameters (validated from the config's
   ``method_args``);
-* ``default_views(size, args)``: the list of :class:`~selfsup.augment.views.ViewConfig` the paper
-  uses for images of side ``size``, shaped by the method's ``Args`` where they matter (multi-crop);
-* ``forward(views) -> dict``: ``"loss"`` (a scalar tensor) plus any scalars worth logging;
+* ``view_plan(args)``: the kind of views it needs (:class:`~selfsup.modalities.base.ViewPlan`);
+  the data's modality turns the plan into concrete views. ``modalities`` names the kinds of data
+  the method makes sense for (None: every modality that has views for its plan);
+* ``forward(views) -> dict``: ``"loss"`` (a scalar tensor), ``"features"`` (the first view's
+  encoder output, detached, for the online probes; absent when the method never encodes whole
+  views) and any scalars worth logging;
 * ``configure(steps_per_epoch, total_steps)``: told once before training;
 * ``before_optimizer_step(step)``: gradient surgery between backward and the optimiser step;
-* ``after_step(step, total_steps) -> dict``: state updates after the optimiser step (momentum
-  teacher, queues, centres); returns scalars to log;
+* ``after_step(step, total_steps) -> dict``: state updates after the optimiser step; the default
+  steps every (teacher, online) pair of :meth:`momentum_pairs` (the one EMA update); methods with
+  queues or centres extend it; returns scalars to log;
 * ``encoder``: the backbone evaluated and exported;
 * ``sync_bn``: whether BatchNorm sees the global batch in a distributed run (the paper's setting).
 
@@ -20,8 +24,9 @@ queues push :func:`~selfsup.distributed.gather_nograd` keys; every other state u
 ranks identical.
 
 Teachers, queues and prototypes are submodules or buffers, so ``state_dict`` checkpoints them.
-A method knows nothing of files, devices or logging.
+A method knows nothing of files, devices, logging or the kind of data.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,6 +35,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ..modalities.base import ViewPlan
+from .parts.teacher import MomentumTeacher
+
 
 class Method(nn.Module):
     name: ClassVar[str]
@@ -37,6 +45,8 @@ class Method(nn.Module):
     # Whether the paper normalises batches over all devices (SyncBatchNorm): the default of
     # ``train.sync_bn: auto`` in a run of several processes.
     sync_bn: ClassVar[bool] = True
+    # The kinds of data this method makes sense for; None: any modality with views for its plan.
+    modalities: ClassVar[tuple[str, ...] | None] = None
 
     @dataclass
     class Args:
@@ -48,7 +58,7 @@ class Method(nn.Module):
         self.args = args
 
     @staticmethod
-    def default_views(size: int, args=None) -> list:
+    def view_plan(args) -> ViewPlan:
         raise NotImplementedError
 
     @property
@@ -72,11 +82,10 @@ class Method(nn.Module):
         """Called after ``backward`` and before the optimiser step ``step`` (0-based), for example to
         drop gradients of parameters frozen early in training (DINO's last layer)."""
 
+    def momentum_pairs(self) -> list[tuple[MomentumTeacher, nn.Module]]:
+        """The (teacher, online network) pairs whose EMA :meth:`after_step` updates."""
+        return []
+
     def after_step(self, step: int, total_steps: int) -> dict:
         """Called after optimiser step ``step`` (1-based count of steps taken)."""
-        return {}
-
-
-def views_of_size(fn):
-    """``default_views`` for a method whose views depend on the image size alone."""
-    return staticmethod(lambda size, args=None: fn(size))
+        return {teacher.log_name: teacher.step(online, step, total_steps) for teacher, online in self.momentum_pairs()}

@@ -1,61 +1,29 @@
-"""GMML: Group Masked Model Learning (Atito, Awais & Kittler, "GMML is All you Need",
-arXiv:2205.14986; introduced with SiT, arXiv:2104.03602).
+"""GMML: GMML is All you Need (Atito, Awais & Kittler 2022, arXiv:2205.14986; introduced with SiT,
+arXiv:2104.03602).
 
-A vision transformer sees an image in which *groups of connected tokens* were corrupted and
-recovers the image from it: the pretext is to infer the hidden part of a concept from its visible
-part (Sec. 3). Implemented as the paper with the details of the authors' code
-(github.com/Sara-Ahmed/GMML, ``main.py`` and ``datasets/datasets_utils.py``):
+A vision transformer sees an image in which groups of connected tokens were corrupted (noise,
+zeros, or another image of the batch) and reconstructs it (Sec. 3): a head on the average of
+chosen blocks' patch tokens maps each token to its pixels, and the loss is L1 over the corrupted
+pixels only. Follows the authors' code (github.com/Sara-Ahmed/GMML).
 
-* Corruption (``GMML_drop_rand_patches``): each image draws a coverage uniformly in
-  ``[min(0.5, r), r]`` with ``r = mask_ratio`` (the code's ``drop_perc = 0.75``) and is corrupted
-  over that fraction of its area by rectangles of sides up to 30% of the image
-  (``max_block_sz``), filled with Gaussian noise (``drop_type='noise'``, in the normalised input
-  space) or zeros. With probability ``replace_p`` (the code's ``1 / (number of drop types + 1)`` =
-  0.5 with one type) an image is instead corrupted over a fraction ``replace_ratio`` (0.3,
-  ``drop_replace``) by the same positions of *another image of the batch* (``GMML_replace_list``;
-  the code may draw the image itself, a no-op corruption; here it is always another one, from the
-  same view). The groups are token-aligned rectangles from :func:`~selfsup.methods.blockmask.block_masks`
-  (BEiT-style sampling, exact coverage; see that module for why).
-* Reconstruction (``RECHead``): the average of the outputs of blocks 6, 8, 10 and 12 of a 12-block
-  ViT (``recons_blocks='6-8-10-12'``; ``"auto"`` counts every second block back from the last to
-  the middle one, for any depth), through the final LayerNorm, patch tokens only, then three Linear+GELU layers of width D
-  and a transposed convolution with kernel = stride = patch size, which is a linear map of each
-  token to its ``p x p x C`` pixels (written as such here).
-* Loss: L1 between the reconstruction and the clean (normalised) view, averaged over the corrupted
-  pixels only (the code's ``drop_only=1``: ``recloss[mask == 1].mean()``).
-* Views: two crops per image (the code's two global crops; "to match the number of updates" of
-  the joint-embedding methods), random resized crop of scale (0.05, 1) (the code's scale when
-  there are no local crops), horizontal flip, the light "clean" colour jitter (p=0.3; 0.1, 0.1,
-  0.1, 0.01) and blur with p=0.1; each view is corrupted and reconstructed on its own.
-
-The class token gets no loss; it is trained only through attention, so GMML recipes pool the
-patch tokens (``model.pool: mean``) for evaluation. Optimiser in the code: AdamW, lr 5e-4 per 256
-images with 10 warm-up epochs and cosine decay, weight decay 0.04 -> 0.4 (our loop keeps it
-constant), gradient clipping at 3 (not in our loop).
+Notes on defaults and deviations: docs/methods/gmml.md
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..augment.views import ViewConfig
-from ..backbones.vit import VisionTransformer, patchify, unpatchify
+from ..backbones.vit import patchify, require_vit, unpatchify
 from ..distributed import all_reduce_, world_size
 from ..errors import UsageError
+from ..modalities.base import ViewPlan
 from .base import Method
-from .blockmask import block_masks
+from .parts.blockmask import block_masks
 
 CORRUPTIONS = ("noise", "zeros")
-
-
-def require_vit(method: str, backbone: nn.Module) -> VisionTransformer:
-    if not isinstance(backbone, VisionTransformer):
-        raise UsageError(f"{method} needs a vision transformer backbone (model.backbone: vit-tiny, vit-small "
-                         f"or vit-base), got {type(backbone).__name__}")
-    return backbone
 
 
 def parse_blocks(spec: str, depth: int) -> tuple[int, ...]:
@@ -70,8 +38,10 @@ def parse_blocks(spec: str, depth: int) -> tuple[int, ...]:
     except ValueError:
         blocks = ()
     if not blocks or blocks[0] < 1 or blocks[-1] > depth:
-        raise UsageError(f"recons_blocks must be auto, last or block numbers 1..{depth} joined by '-' "
-                         f"(for example 6-8-10-12), got {spec!r}")
+        raise UsageError(
+            f"recons_blocks must be auto, last or block numbers 1..{depth} joined by '-' "
+            f"(for example 6-8-10-12), got {spec!r}"
+        )
     return blocks
 
 
@@ -110,34 +80,40 @@ class ReconstructionHead(nn.Module):
 class GMML(Method):
     name = "gmml"
     paper = "Atito, Awais & Kittler 2022, GMML is All you Need (arXiv:2205.14986)"
+    modalities = ("image",)
 
     @dataclass
     class Args:
-        mask_ratio: float = 0.75        # drop_perc: coverage uniform in [min(0.5, r), r] per image
-        corruption: str = "noise"       # noise | zeros: what fills the groups (drop_type)
-        replace_ratio: float = 0.3      # drop_replace: coverage when another image fills them (0: never)
-        replace_p: float = 0.5          # probability that an image is corrupted by replacement
-        max_block: float = 0.3          # max_block_sz: a group's rectangles have sides up to this fraction
-        recons_blocks: str = "auto"     # blocks averaged for the reconstruction (auto: 6-8-10-12 at depth 12)
-        head_layers: int = 3            # Linear+GELU layers of the reconstruction head
+        mask_ratio: float = 0.75  # drop_perc: coverage uniform in [min(0.5, r), r] per image
+        corruption: str = "noise"  # noise | zeros: what fills the groups (drop_type)
+        replace_ratio: float = 0.3  # drop_replace: coverage when another image fills them (0: never)
+        replace_p: float = 0.5  # probability that an image is corrupted by replacement
+        max_block: float = 0.3  # max_block_sz: a group's rectangles have sides up to this fraction
+        recons_blocks: str = "auto"  # blocks averaged for the reconstruction (auto: 6-8-10-12 at depth 12)
+        head_layers: int = 3  # Linear+GELU layers of the reconstruction head
 
     def __init__(self, backbone: nn.Module, args):
         super().__init__(backbone, args)
         vit = require_vit(self.name, backbone)
         if args.corruption not in CORRUPTIONS:
-            raise UsageError(f"{self.name}: corruption must be one of {', '.join(CORRUPTIONS)}, got {args.corruption!r}")
-        if not (0 < args.mask_ratio <= 1 and 0 <= args.replace_ratio <= 1 and 0 <= args.replace_p <= 1
-                and 0 < args.max_block <= 1):
-            raise UsageError(f"{self.name}: mask_ratio must be in (0, 1], replace_ratio, replace_p and "
-                             "max_block in [0, 1]")
+            raise UsageError(
+                f"{self.name}: corruption must be one of {', '.join(CORRUPTIONS)}, got {args.corruption!r}"
+            )
+        if not (
+            0 < args.mask_ratio <= 1
+            and 0 <= args.replace_ratio <= 1
+            and 0 <= args.replace_p <= 1
+            and 0 < args.max_block <= 1
+        ):
+            raise UsageError(
+                f"{self.name}: mask_ratio must be in (0, 1], replace_ratio, replace_p and max_block in [0, 1]"
+            )
         self.recons_blocks = parse_blocks(args.recons_blocks, len(vit.blocks))
-        self.head = ReconstructionHead(vit.embed_dim, vit.patch_size ** 2 * vit.in_channels, args.head_layers)
+        self.head = ReconstructionHead(vit.embed_dim, vit.patch_size**2 * vit.in_channels, args.head_layers)
 
     @staticmethod
-    def default_views(size: int, args=None) -> list:
-        view = dict(size=size, crop_scale=(0.05, 1.0), flip_p=0.5, jitter_p=0.3, brightness=0.1, contrast=0.1,
-                    saturation=0.1, hue=0.01, grayscale_p=0.0, blur_p=0.1, solarize_p=0.0)
-        return [ViewConfig(**view), ViewConfig(**view)]
+    def view_plan(args) -> ViewPlan:
+        return ViewPlan("pair", "gmml")
 
     # ------------------------------------------------------------------------------- corruption
     def _masks(self, n: int, coverage: float, device) -> torch.Tensor:

@@ -1,29 +1,13 @@
 """MoCo v2: Improved Baselines with Momentum Contrastive Learning (Chen, Fan, Girshick & He 2020,
 arXiv:2003.04297), on MoCo (He, Fan, Wu, Xie & Girshick 2020, CVPR, arXiv:1911.05722).
 
-A query encoder (backbone + 2-layer MLP head fc-ReLU-fc, MoCo v2 Sec. 2, no BatchNorm in the head)
-is trained to pick the key of its image, encoded by a momentum copy of itself (MoCo Eq. 2,
-``theta_k <- m theta_k + (1 - m) theta_q``, m constant), out of a queue of K keys of earlier
-batches (MoCo Sec. 3.2, Algorithm 1), with InfoNCE at temperature 0.2 (MoCo Eq. 1, MoCo v2 Table 1).
+A query encoder (backbone + fc-ReLU-fc head) picks the key of its image, encoded by a momentum copy
+of itself (MoCo Eq. 2), out of a queue of keys of earlier batches (MoCo Sec. 3.2), with InfoNCE
+(MoCo Eq. 1). Keys are enqueued after the step; ``bn_splits`` emulates Shuffling BN on one device.
 
-Queue: the keys of a step are pushed in :meth:`MoCoV2.after_step`, after the loss, so the loss
-only ever contrasts against keys of previous steps; like the authors' code, the queue starts full of
-random unit vectors. Views: MoCo v2's "aug+" (:func:`mocov2_views`).
-
-Decisions the paper leaves to the setting:
-
-* ``symmetric`` (default False, the paper's asymmetric loss on view 1 -> key of view 2): True
-  averages the loss over both view orders and pushes both views' keys (the "MoCo v2+" of
-  solo-learn and of MoCo v3's Sec. 4, which reports that symmetrisation helps).
-* ``bn_splits`` (default 1: off): Shuffling BN (MoCo Sec. 3.3) on one device, as in the authors'
-  CIFAR demo's split BatchNorm: every BatchNorm2d normalises the queries in ``bn_splits`` groups
-  of consecutive samples and the keys in ``bn_splits`` groups of a random permutation of the batch,
-  so a query and its key are not normalised with the statistics of the same images. It is one pass
-  over the whole batch with statistics per group (:func:`grouped_batchnorm`), the arithmetic of
-  running the network on each chunk, at the kernel count of one pass; the running statistics
-  follow the demo's SplitBatchNorm (each group's update, averaged over the groups).
-* ``momentum_schedule``: ``constant`` (MoCo's) or ``cosine`` (BYOL's increase of m to 1).
+Notes on defaults and deviations: docs/methods/mocov2.md
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,23 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..augment.views import ViewConfig
+from ..distributed import gather_nograd
 from ..errors import UsageError
 from ..losses import infonce
-from ..distributed import gather_nograd
-from .base import Method, views_of_size
-from .queue import MemoryQueue
-from .teacher import MomentumTeacher, cosine_tau
-
-
-def mocov2_views(size: int = 32) -> list[ViewConfig]:
-    """MoCo v2's "aug+" (Chen et al. 2020, Sec. 2 and the authors' code), the same for both views:
-    random resized crop (scale 0.2-1) with flip, colour jitter (0.4, 0.4, 0.4, 0.1) with probability
-    0.8, grayscale with probability 0.2 and Gaussian blur (sigma 0.1-2) with probability 0.5.
-    SimSiam uses the same augmentation."""
-    view = dict(size=size, crop_scale=(0.2, 1.0), flip_p=0.5, jitter_p=0.8, brightness=0.4, contrast=0.4,
-                saturation=0.4, hue=0.1, grayscale_p=0.2, blur_p=0.5, solarize_p=0.0)
-    return [ViewConfig(**view), ViewConfig(**view)]
+from ..modalities.base import ViewPlan
+from .base import Method
+from .parts.queue import MemoryQueue
+from .parts.teacher import MomentumTeacher
 
 
 def _grouped_bn(bn: nn.BatchNorm2d, groups: int, x: torch.Tensor) -> torch.Tensor:
@@ -98,13 +72,16 @@ def grouped_batchnorm(net: nn.Module, groups: int):
             del bn.forward
 
 
-def _in_groups(net: nn.Module, x: torch.Tensor, splits: int) -> torch.Tensor:
-    """``net`` on ``x`` with BatchNorm statistics per group of ``splits`` consecutive chunks: one
-    grouped pass, or a pass per chunk where ``splits`` does not divide the batch (uneven chunks)."""
+def _in_groups(net: nn.Module, head: nn.Module, x: torch.Tensor, splits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``net(x)`` and ``head(net(x))`` with BatchNorm statistics per group of ``splits`` consecutive
+    chunks: one grouped pass, or a pass per chunk where ``splits`` does not divide the batch (uneven
+    chunks). The head has no BatchNorm2d (MoCo v2's fc-ReLU-fc)."""
     if splits > 1 and len(x) % splits:
-        return torch.cat([net(c) for c in x.chunk(splits)])
+        parts = [(h, head(h)) for h in (net(c) for c in x.chunk(splits))]
+        return torch.cat([h for h, _ in parts]), torch.cat([out for _, out in parts])
     with grouped_batchnorm(net, splits):
-        return net(x)
+        h = net(x)
+    return h, head(h)
 
 
 class MoCoV2(Method):
@@ -115,36 +92,45 @@ class MoCoV2(Method):
 
     @dataclass
     class Args:
-        proj_hidden: int = 2048       # MoCo v2: fc(2048)-ReLU-fc(128)
+        proj_hidden: int = 2048  # MoCo v2: fc(2048)-ReLU-fc(128)
         proj_dim: int = 128
-        temperature: float = 0.2      # MoCo v2 Table 1
-        queue_size: int = 4096        # K; the paper's 65536 is for ImageNet's 1.28M images
-        momentum: float = 0.99        # m; the paper's 0.999 is for ImageNet's long runs
+        temperature: float = 0.2  # MoCo v2 Table 1
+        queue_size: int = 4096  # K; the paper's 65536 is for ImageNet's 1.28M images
+        momentum: float = 0.99  # m; the paper's 0.999 is for ImageNet's long runs
         momentum_schedule: str = "constant"  # constant (the paper) | cosine (m -> 1, BYOL)
-        symmetric: bool = False       # the paper's loss is asymmetric
-        bn_splits: int = 1            # > 1: emulate Shuffling BN with this many BatchNorm groups
+        symmetric: bool = False  # the paper's loss is asymmetric
+        bn_splits: int = 1  # > 1: emulate Shuffling BN with this many BatchNorm groups
 
-    def __init__(self, backbone: nn.Module, args: "MoCoV2.Args"):
+    def __init__(self, backbone: nn.Module, args: MoCoV2.Args):
         super().__init__(backbone, args)
         if args.momentum_schedule not in ("constant", "cosine"):
-            raise UsageError(f"method_args.momentum_schedule must be constant or cosine, got {args.momentum_schedule!r}")
+            raise UsageError(
+                f"method_args.momentum_schedule must be constant or cosine, got {args.momentum_schedule!r}"
+            )
         if args.bn_splits < 1:
             raise UsageError(f"method_args.bn_splits must be at least 1, got {args.bn_splits}")
-        self.projector = nn.Sequential(nn.Linear(backbone.feature_dim, args.proj_hidden), nn.ReLU(inplace=True),
-                                       nn.Linear(args.proj_hidden, args.proj_dim))
-        self.key_encoder = MomentumTeacher(self._online())
+        self.projector = nn.Sequential(
+            nn.Linear(backbone.feature_dim, args.proj_hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(args.proj_hidden, args.proj_dim),
+        )
+        schedule = "cosine" if args.momentum_schedule == "cosine" else "constant"
+        self.key_encoder = MomentumTeacher(self._online(), args.momentum, schedule, log_name="momentum")
         self.queue = MemoryQueue(args.queue_size, args.proj_dim)
         self.queue.push(F.normalize(torch.randn(args.queue_size, args.proj_dim), dim=1))
         self._pending: torch.Tensor | None = None
-        self._m = args.momentum
 
     def _online(self) -> nn.Sequential:
         return nn.Sequential(self.backbone, self.projector)
 
-    default_views = views_of_size(mocov2_views)
+    @staticmethod
+    def view_plan(args) -> ViewPlan:
+        return ViewPlan("pair", "mocov2")
 
-    def _query(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(_in_groups(self._online(), x, self.args.bn_splits), dim=1)
+    def _query(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The normalised queries of ``x`` and the backbone features they come from."""
+        h, q = _in_groups(self.backbone, self.projector, x, self.args.bn_splits)
+        return F.normalize(q, dim=1), h
 
     @torch.no_grad()
     def _key(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,7 +138,8 @@ class MoCoV2(Method):
         if splits <= 1:
             return F.normalize(self.key_encoder(x), dim=1)
         perm = torch.randperm(x.shape[0], device=x.device)  # MoCo's batch shuffle, on one device
-        k = _in_groups(self.key_encoder, x[perm], splits)
+        backbone, projector = self.key_encoder.net
+        k = _in_groups(backbone, projector, x[perm], splits)[1]
         return F.normalize(k[torch.argsort(perm)], dim=1)
 
     def forward(self, views):
@@ -160,21 +147,25 @@ class MoCoV2(Method):
         negatives = self.queue.items()
         t = self.args.temperature
         k2 = self._key(v2)
-        loss = infonce(self._query(v1), k2, t, negatives=negatives)
+        q1, h1 = self._query(v1)
+        loss = infonce(q1, k2, t, negatives=negatives)
         keys = k2
         if self.args.symmetric:
             k1 = self._key(v1)
-            loss = (loss + infonce(self._query(v2), k1, t, negatives=negatives)) / 2
+            loss = (loss + infonce(self._query(v2)[0], k1, t, negatives=negatives)) / 2
             keys = torch.cat([k2, k1])
         if self.training:
-            self._pending = gather_nograd(keys.detach())  # every rank's keys  # enqueued after the step: never a negative of its own batch
-        return {"loss": loss}
+            self._pending = gather_nograd(
+                keys.detach()
+            )  # every rank's keys, enqueued after the step: never a negative of its own batch
+        return {"loss": loss, "features": h1.detach()}
+
+    def momentum_pairs(self):
+        return [(self.key_encoder, self._online())]
 
     def after_step(self, step, total_steps):
-        if self.args.momentum_schedule == "cosine":
-            self._m = cosine_tau(step - 1, total_steps, self.args.momentum)
-        self.key_encoder.update(self._online(), self._m)
+        logs = super().after_step(step, total_steps)
         if self._pending is not None:
             self.queue.push(self._pending)
             self._pending = None
-        return {"momentum": self._m}
+        return logs

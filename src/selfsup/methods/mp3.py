@@ -1,39 +1,14 @@
-"""MP3, masked position prediction (Zhai, Jaitly, Ramapuram, Busbridge, Likhomanenko, Cheng,
-Talbott, Huang, Goh & Susskind 2022, "Position Prediction as an Effective Pretraining Strategy",
-ICML, arXiv:2207.07611).
+"""MP3: Position Prediction as an Effective Pretraining Strategy (Zhai et al. 2022, ICML,
+arXiv:2207.07611).
 
-What is implemented (Sec. 3 of the paper, "Masked Position Prediction Pretraining"):
+Masked position prediction (Sec. 3): patch tokens enter the ViT without position embeddings, only
+the unmasked (1 - eta) "context" patches are keys and values of the attention, and a linear
+classifier predicts each patch's position. The backbone's position embeddings are zeroed (and
+frozen) so that fine-tuning learns them from zero, as the paper.
 
-* No position information in the input path: the patch tokens enter the transformer without
-  position embeddings (``embed(x, add_pos=False)``), so the encoder is permutation-equivariant
-  over the patches and can only tell where a patch is from its content and the other patches'.
-* Masked context: a random fraction ``mask_ratio`` (the paper's eta) of each image's patches is
-  masked; the remaining (1 - eta) "context" patches are the only keys and values of every
-  self-attention layer, while all patches are queries (the paper's cross-attention of all
-  patches onto the context patches, which also makes pretraining cheaper). Here it is the
-  backbone's own self-attention with a key mask (``encode(..., attn_mask=...)``), equivalent to
-  attending onto the context set; masked patches still have their content at the input.
-* Position prediction: a linear classifier on each output token predicts which of the
-  ``num_patches`` positions (row-major index) the patch came from; the loss is the cross-entropy
-  averaged over all patches of all images, masked and context alike.
-* Fine-tuning (the paper's Sec. 3, "Finetuning"): position embeddings are added back, initialised
-  to zero, and learned with full attention. To make that the natural continuation, MP3 sets the
-  backbone's position embeddings to zero (and freezes them during pretraining, for learned ones):
-  the exported encoder then computes exactly the pretraining input path (no position information)
-  under kNN/linear evaluation, and ``selfsup eval --protocol finetune`` learns the (``learned``)
-  position embeddings from zero as in the paper. Recipes use ``pos_embed: learned``.
-
-Decisions where the paper is silent or could not be checked here:
-
-* No class token during pretraining (the paper predicts a position per patch token; the class
-  token has no position): the representation is the mean of the patch tokens, so MP3 requires
-  ``model.pool: mean`` and says so otherwise.
-* The default eta = 0.5 is the value of the public unofficial replication's CIFAR-100 setting
-  (arshadshk/Position-Prediction-Pretraining-MP3, ``--eta 0.5``); the paper treats eta as the
-  method's hyper-parameter (its ablation varies it); set ``method_args.mask_ratio``.
-* Views: one random resized crop (scale 0.2-1) with horizontal flip, like the other masked
-  methods here (the paper pretrains with its supervised DeiT recipe's augmentations).
+Notes on defaults and deviations: docs/methods/mp3.md
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..augment.views import ViewConfig
+from ..backbones.vit import require_vit
 from ..errors import UsageError
+from ..modalities.base import ViewPlan
 from .base import Method
-from .mae import require_vit
-from .masking import random_keep
+from .parts.masking import random_keep
 
 
 def context_mask(keep: torch.Tensor, length: int) -> torch.Tensor:
@@ -59,16 +34,16 @@ def context_mask(keep: torch.Tensor, length: int) -> torch.Tensor:
 
 class MP3(Method):
     name = "mp3"
-    paper = ("Zhai et al. 2022, Position Prediction as an Effective Pretraining Strategy "
-             "(arXiv:2207.07611)")
+    paper = "Zhai et al. 2022, Position Prediction as an Effective Pretraining Strategy (arXiv:2207.07611)"
+    modalities = ("image",)
 
     @dataclass
     class Args:
-        mask_ratio: float = 0.5   # eta: fraction of patches that are not keys/values (0: full attention)
+        mask_ratio: float = 0.5  # eta: fraction of patches that are not keys/values (0: full attention)
 
-    def __init__(self, backbone: nn.Module, args: "MP3.Args"):
+    def __init__(self, backbone: nn.Module, args: MP3.Args):
         super().__init__(backbone, args)
-        vit = require_vit(backbone, "mp3")
+        vit = require_vit(self.name, backbone)
         if not 0.0 <= args.mask_ratio < 1.0:
             raise UsageError(f"mp3: mask_ratio must be in [0, 1), got {args.mask_ratio}")
         if vit.pool != "mean":
@@ -84,10 +59,8 @@ class MP3(Method):
         nn.init.zeros_(self.classifier.bias)
 
     @staticmethod
-    def default_views(size: int, args=None) -> list:
-        """One view: random resized crop (scale 0.2-1) and horizontal flip, nothing else."""
-        return [ViewConfig(size=size, crop_scale=(0.2, 1.0), flip_p=0.5, jitter_p=0.0, grayscale_p=0.0,
-                           blur_p=0.0, solarize_p=0.0)]
+    def view_plan(args) -> ViewPlan:
+        return ViewPlan("masked", "mae")  # random resized crop (scale 0.2-1) and horizontal flip
 
     def position_logits(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (N, L, L) over the L positions for every patch of ``x``; ``keep`` (N, K) are the

@@ -1,22 +1,14 @@
-"""MYOW: Mine Your Own vieW (Azabou et al. 2021, "Mine Your Own vieW: Self-Supervised Learning
-Through Across-Sample Prediction", arXiv:2102.10106).
+"""MYOW: Mine Your Own vieW: Self-Supervised Learning Through Across-Sample Prediction (Azabou et al.
+2021, arXiv:2102.10106).
 
-BYOL (Grill et al. 2020) plus across-sample prediction. Augmented views: BYOL's loss (Eq. 2 on
-both view orders, summed) through projector ``g`` and predictor ``q``. Mined views (Sec. 3.1-3.2):
-each sample's k nearest neighbours (cosine) among the *other* samples are found in the
-representation space (online representation of the anchor against the target network's
-representations of the candidate pool, as the authors' ``mine_views``); one of them, drawn at
-random, becomes a positive, predicted through a cascaded second projector ``r`` (on top of ``g``)
-and predictor ``p_m``; the target is the target network's ``r(g(f(x_mined)))``.
-The two terms are mixed as ``(L_aug + w L_mined) / (1 + w)`` (the authors' trainer), where ``w``
-is 0 for ``myow_warmup_epochs`` and then ramps up linearly over ``myow_rampup_epochs`` to
-``myow_weight``. The target network follows the online one with BYOL's cosine EMA.
+BYOL plus across-sample prediction (Sec. 3.1-3.2): a nearest neighbour of each sample among the
+other samples, mined in the representation space, is predicted through a second projector and
+predictor. The two losses are mixed as ``(L_aug + w L_mined) / (1 + w)``, ``w`` warmed up and
+ramped up over epochs.
 
-Simplification: the candidate pool is the batch itself (the other view's target representations
-of the other samples, so no extra forward passes) instead of a separately drawn, weakly augmented
-pool batch; the sample itself is never a candidate. In a distributed run the pool is each
-process's share of the batch (mining is not gathered across processes).
+Notes on defaults and deviations: docs/methods/myow.md
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,16 +17,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..augment.views import byol_views
 from ..losses import byol_loss
-from .base import Method, views_of_size
-from .heads import mlp
-from .teacher import MomentumTeacher, cosine_tau
+from ..modalities.base import ViewPlan
+from .base import Method
+from .parts.heads import mlp
+from .parts.teacher import MomentumTeacher
 
 
 @torch.no_grad()
-def mine_neighbours(anchors: torch.Tensor, pool: torch.Tensor, k: int = 1, exclude_self: bool = True,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+def mine_neighbours(
+    anchors: torch.Tensor,
+    pool: torch.Tensor,
+    k: int = 1,
+    exclude_self: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Index into ``pool`` of a mined view for each row of ``anchors``: one of its ``k`` nearest
     neighbours by cosine similarity, drawn uniformly (the nearest when ``k == 1``).
 
@@ -68,44 +65,49 @@ class _Network(nn.Module):
 
 class MYOW(Method):
     name = "myow"
-    paper = "Azabou et al. 2021, Mine Your Own vieW: Self-Supervised Learning Through Across-Sample Prediction (arXiv:2102.10106)"
+    paper = (
+        "Azabou et al. 2021, Mine Your Own vieW: Self-Supervised Learning Through Across-Sample Prediction "
+        "(arXiv:2102.10106)"
+    )
 
     @dataclass
     class Args:
         proj_hidden: int = 4096
         proj_dim: int = 256
         pred_hidden: int = 4096
-        mined_hidden: int = 1024          # the second projector/predictor (the authors' CIFAR: 1024-64)
+        mined_hidden: int = 1024  # the second projector/predictor (the authors' CIFAR: 1024-64)
         mined_dim: int = 64
         tau_base: float = 0.99
-        k: int = 1                        # neighbours to draw the mined view from
-        myow_weight: float = 1.0          # final w
+        k: int = 1  # neighbours to draw the mined view from
+        myow_weight: float = 1.0  # final w
         myow_warmup_epochs: float = 10.0  # w = 0 before this
         myow_rampup_epochs: float = 10.0  # then linear to myow_weight over this many epochs
 
-    def __init__(self, backbone: nn.Module, args: "MYOW.Args"):
+    def __init__(self, backbone: nn.Module, args: MYOW.Args):
         super().__init__(backbone, args)
         self.projector = mlp(backbone.feature_dim, args.proj_hidden, args.proj_dim)
         self.predictor = mlp(args.proj_dim, args.pred_hidden, args.proj_dim)
         self.projector_m = mlp(args.proj_dim, args.mined_hidden, args.mined_dim)
         self.predictor_m = mlp(args.mined_dim, args.mined_hidden, args.mined_dim)
-        self.target = MomentumTeacher(self._online())
+        self.target = MomentumTeacher(self._online(), args.tau_base)
         # w of the next forward: a buffer (resumed runs continue the ramp; no recompiles).
         self.register_buffer("myow_weight_now", torch.zeros(()))
         self.steps_per_epoch = self.total_steps = None
-        self._tau = args.tau_base
 
     def _online(self) -> _Network:
         # A view of the registered modules (not registered twice), paired with the target's copy.
         return _Network(self.backbone, self.projector, self.projector_m)
 
-    default_views = views_of_size(byol_views)
+    @staticmethod
+    def view_plan(args) -> ViewPlan:
+        return ViewPlan("asymmetric_pair", "byol")
 
     def weight_at(self, step: int) -> float:
         """``w`` after ``step`` optimiser steps: 0 during the warm-up, then a linear ramp."""
         if self.steps_per_epoch is None:
-            raise RuntimeError("call configure(steps_per_epoch, total_steps) before training MYOW: its "
-                               "schedules are given in epochs")
+            raise RuntimeError(
+                "call configure(steps_per_epoch, total_steps) before training MYOW: its schedules are given in epochs"
+            )
         a = self.args
         warmup = round(a.myow_warmup_epochs * self.steps_per_epoch)
         rampup = round(a.myow_rampup_epochs * self.steps_per_epoch)
@@ -131,12 +133,18 @@ class MYOW(Method):
         mined = byol_loss(self.predictor_m(m1), t_m2[idx1]) + byol_loss(self.predictor_m(m2), t_m1[idx2])
         w = self.myow_weight_now
         loss = (augmented + w * mined) / (1 + w)
-        return {"loss": loss, "loss_augmented": augmented.detach(), "loss_mined": mined.detach()}
+        return {
+            "loss": loss,
+            "features": y1.detach(),
+            "loss_augmented": augmented.detach(),
+            "loss_mined": mined.detach(),
+        }
+
+    def momentum_pairs(self):
+        return [(self.target, self._online())]
 
     def after_step(self, step, total_steps):
-        # ``step`` optimiser steps have been taken; tau for the update that follows step k=step-1.
-        self._tau = cosine_tau(step - 1, total_steps, self.args.tau_base)
-        self.target.update(self._online(), self._tau)
+        logs = super().after_step(step, total_steps)
         w = self.weight_at(step)
         self.myow_weight_now.fill_(w)
-        return {"tau": self._tau, "myow_weight": w}
+        return {**logs, "myow_weight": w}

@@ -1,17 +1,13 @@
 """NNCLR: With a Little Help from My Friends: Nearest-Neighbor Contrastive Learning of Visual
 Representations (Dwibedi, Aytar, Tompson, Sermanet & Zisserman 2021, ICCV, arXiv:2104.14548).
 
-SimCLR-like, but the positive of an embedding is its nearest neighbour in a support set Q of
-embeddings of earlier batches (Sec. 3.2): ``NN(z, Q) = argmax_{q in Q} cos(z, q)``, a constant (no
-gradient). Loss (Eq. 2, with the BYOL-style predictor of Sec. 3.3 on the other view):
-``-log exp(NN(z_i).p_i^+ / tau) / sum_k exp(NN(z_i).p_k^+ / tau)`` on L2-normalised vectors, over
-both view orders and averaged (``L(NN1, p2) / 2 + L(NN2, p1) / 2``), tau = 0.1. After the step the
-support set receives the batch's (normalised) projections of the first view (:meth:`after_step`),
-so a batch never finds itself. Heads (the paper's implementation details): projector 3 layers 2048-2048-256 with BatchNorm
-(also on the output), predictor 2 layers with a 4096 hidden layer. The paper's Q holds 98304
-embeddings (ImageNet); 16384 here by default. Like the reference implementations, Q starts full of
-random unit vectors. Views: BYOL's asymmetric pair, which the paper uses.
+SimCLR-like, but the positive of an embedding is its nearest neighbour in a support set of
+embeddings of earlier batches (Sec. 3.2). Loss: Eq. 2 with the predictor of Sec. 3.3, over both
+view orders and averaged; the support set receives the first view's projections after the step.
+
+Notes on defaults and deviations: docs/methods/nnclr.md
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..augment.views import byol_views
-from ..losses import infonce
 from ..distributed import gather, gather_nograd
-from .base import Method, views_of_size
-from .heads import mlp
-from .queue import MemoryQueue
+from ..losses import infonce
+from ..modalities.base import ViewPlan
+from .base import Method
+from .parts.heads import mlp
+from .parts.queue import MemoryQueue
 
 
 class NNCLR(Method):
@@ -39,18 +35,21 @@ class NNCLR(Method):
         proj_layers: int = 3
         pred_hidden: int = 4096
         temperature: float = 0.1
-        queue_size: int = 16384   # the paper: 98304 (ImageNet)
+        queue_size: int = 16384  # the paper: 98304 (ImageNet)
 
-    def __init__(self, backbone: nn.Module, args: "NNCLR.Args"):
+    def __init__(self, backbone: nn.Module, args: NNCLR.Args):
         super().__init__(backbone, args)
-        self.projector = mlp(backbone.feature_dim, args.proj_hidden, args.proj_dim, layers=args.proj_layers,
-                             last_bn=True)
+        self.projector = mlp(
+            backbone.feature_dim, args.proj_hidden, args.proj_dim, layers=args.proj_layers, last_bn=True
+        )
         self.predictor = mlp(args.proj_dim, args.pred_hidden, args.proj_dim)
         self.support = MemoryQueue(args.queue_size, args.proj_dim)
         self.support.push(F.normalize(torch.randn(args.queue_size, args.proj_dim), dim=1))
         self._pending: torch.Tensor | None = None
 
-    default_views = views_of_size(byol_views)
+    @staticmethod
+    def view_plan(args) -> ViewPlan:
+        return ViewPlan("asymmetric_pair", "byol")
 
     @torch.no_grad()
     def nearest_neighbour(self, z: torch.Tensor) -> torch.Tensor:
@@ -63,7 +62,8 @@ class NNCLR(Method):
 
     def forward(self, views):
         v1, v2 = views
-        z1 = self.projector(self.backbone(v1))
+        h1 = self.backbone(v1)
+        z1 = self.projector(h1)
         z2 = self.projector(self.backbone(v2))
         p1, p2 = self.predictor(z1), self.predictor(z2)
         nn1, nn2 = self.nearest_neighbour(z1), self.nearest_neighbour(z2)
@@ -72,7 +72,7 @@ class NNCLR(Method):
         loss = infonce(nn1, p2, t) / 2 + infonce(nn2, p1, t) / 2
         if self.training:
             self._pending = gather_nograd(F.normalize(z1.detach().float(), dim=1))  # pushed after the step
-        return {"loss": loss}
+        return {"loss": loss, "features": h1.detach()}
 
     def after_step(self, step, total_steps):
         if self._pending is not None:

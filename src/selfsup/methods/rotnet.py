@@ -1,14 +1,13 @@
-"""RotNet (Gidaris, Singh & Komodakis 2018, "Unsupervised Representation Learning by Predicting
-Image Rotations", ICLR, arXiv:1803.07728).
+"""RotNet: Unsupervised Representation Learning by Predicting Image Rotations (Gidaris, Singh &
+Komodakis 2018, ICLR, arXiv:1803.07728).
 
-Every image of the batch is rotated by 0, 90, 180 and 270 degrees (all four copies in the same
-batch, which the paper, Sec. 2.2 / 3, found better than one random rotation per image), and a
-classifier on the backbone's features predicts which rotation was applied: the loss is the
-cross-entropy of Eq. 1-2, ``-1/4 sum_y log F^y(g(X, y))``, averaged over the batch. The paper's
-classifier is the rest of its network-in-network; here it is a linear layer (``head_hidden=0``)
-or a small MLP on the pooled features. Views: one lightly augmented view (random crop and
-horizontal flip only, as the paper's training).
+Every image of the batch is rotated by 0, 90, 180 and 270 degrees (all four copies in the batch,
+Sec. 2.2 / 3), and a classifier on the backbone's features predicts the rotation: the
+cross-entropy of Eq. 1-2.
+
+Notes on defaults and deviations: docs/methods/rotnet.md
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..augment.views import ViewConfig
+from ..modalities.base import ViewPlan
 from .base import Method
-from .heads import mlp
+from .parts.heads import mlp
 
 
 def rotations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,26 +37,26 @@ class RotNet(Method):
     paper = "Gidaris et al. 2018, Unsupervised Representation Learning by Predicting Image Rotations (arXiv:1803.07728)"
 
     sync_bn = False  # a classifier's ordinary per-device BatchNorm, as the authors trained it
+    modalities = ("image",)  # rotations of square images
 
     @dataclass
     class Args:
-        head_hidden: int = 0   # 0: a linear classifier; otherwise a 2-layer MLP with this hidden width
+        head_hidden: int = 0  # 0: a linear classifier; otherwise a 2-layer MLP with this hidden width
 
-    def __init__(self, backbone: nn.Module, args: "RotNet.Args"):
+    def __init__(self, backbone: nn.Module, args: RotNet.Args):
         super().__init__(backbone, args)
         d = backbone.feature_dim
         self.classifier = nn.Linear(d, 4) if args.head_hidden <= 0 else mlp(d, args.head_hidden, 4)
 
     @staticmethod
-    def default_views(size: int, args=None) -> list:
-        """One view: random resized crop and horizontal flip, nothing else."""
-        return [ViewConfig(size=size, crop_scale=(0.5, 1.0), flip_p=0.5, jitter_p=0.0, grayscale_p=0.0,
-                           blur_p=0.0, solarize_p=0.0)]
+    def view_plan(args) -> ViewPlan:
+        return ViewPlan("single", "rotnet")  # random resized crop and horizontal flip, nothing else
 
     def forward(self, views):
         (x,) = views
         rotated, labels = rotations(x)
-        logits = self.classifier(self.backbone(rotated)).float()
+        h = self.backbone(rotated)
+        logits = self.classifier(h).float()
         loss = F.cross_entropy(logits, labels)
         accuracy = (logits.detach().argmax(dim=1) == labels).float().mean()
-        return {"loss": loss, "rotation_accuracy": accuracy}
+        return {"loss": loss, "features": h[: len(x)].detach(), "rotation_accuracy": accuracy}

@@ -3,12 +3,11 @@ arXiv:2011.10566).
 
 An encoder f (backbone + projection MLP) and a prediction MLP h; no momentum encoder, no negatives.
 Loss: Eq. 4, ``D(p1, z2) / 2 + D(p2, z1) / 2`` with ``D(p, z) = -cos(p, stopgrad(z))`` (Eq. 1 and
-3; the stop-gradient is what prevents collapse, Sec. 4.1). Heads (Sec. 3 "Baseline settings"): the
-projector is 3 layers with BN on every fully-connected layer including the output (no ReLU there),
-2048-d; the predictor is a 2-layer bottleneck (hidden 512, BN + ReLU on the hidden layer only).
-SimSiam is trained with SGD (lr 0.05 * batch / 256, momentum 0.9, weight decay 1e-4 on ImageNet;
-base lr 0.03, weight decay 5e-4 on CIFAR, Appendix D); recipes say so. Views: MoCo v2's augmentation, which the paper uses.
+3; the stop-gradient is what prevents collapse, Sec. 4.1).
+
+Notes on defaults and deviations: docs/methods/simsiam.md
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,9 +15,9 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..losses import negative_cosine
-from .base import Method, views_of_size
-from .heads import mlp
-from .mocov2 import mocov2_views
+from ..modalities.base import ViewPlan
+from .base import Method
+from .parts.heads import mlp
 
 
 class SimSiam(Method):
@@ -32,18 +31,22 @@ class SimSiam(Method):
         proj_layers: int = 3
         pred_hidden: int = 512
 
-    def __init__(self, backbone: nn.Module, args: "SimSiam.Args"):
+    def __init__(self, backbone: nn.Module, args: SimSiam.Args):
         super().__init__(backbone, args)
-        self.projector = mlp(backbone.feature_dim, args.proj_hidden, args.proj_dim, layers=args.proj_layers,
-                             last_bn=True)
+        self.projector = mlp(
+            backbone.feature_dim, args.proj_hidden, args.proj_dim, layers=args.proj_layers, last_bn=True
+        )
         self.predictor = mlp(args.proj_dim, args.pred_hidden, args.proj_dim)
 
-    default_views = views_of_size(mocov2_views)
+    @staticmethod
+    def view_plan(args) -> ViewPlan:
+        return ViewPlan("pair", "mocov2")
 
     def forward(self, views):
         v1, v2 = views
-        z1 = self.projector(self.backbone(v1))
+        h1 = self.backbone(v1)
+        z1 = self.projector(h1)
         z2 = self.projector(self.backbone(v2))
         p1, p2 = self.predictor(z1), self.predictor(z2)
         loss = negative_cosine(p1, z2) / 2 + negative_cosine(p2, z1) / 2
-        return {"loss": loss}
+        return {"loss": loss, "features": h1.detach()}

@@ -11,10 +11,11 @@ Semantics follow torchvision's (v2) transforms of the same names; each docstring
 and why the batched version differs. Cost notes count passes over the batch: an elementwise op
 is one memory-bound pass, which is what lets these ops keep up with a GPU's data appetite.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -76,6 +77,7 @@ def _luma(x: torch.Tensor) -> torch.Tensor:
 
 
 # --- geometry -------------------------------------------------------------------------------
+
 
 def resized_crop_flip(
     x: torch.Tensor,
@@ -147,8 +149,9 @@ def resized_crop_flip(
     return out.clamp_(0, 1).to(x.dtype)  # clamp: weights summing to 1 can round a hair above
 
 
-def _interpolation_matrix(start: torch.Tensor, length: torch.Tensor, flip: torch.Tensor, size: int,
-                          extent: int) -> torch.Tensor:
+def _interpolation_matrix(
+    start: torch.Tensor, length: torch.Tensor, flip: torch.Tensor, size: int, extent: int
+) -> torch.Tensor:
     """(N, size, extent) weights of 1-D bilinear sampling of the box [start, start + length).
 
     Output pixel j samples the box at its centre, (j + 0.5) / size of the way along (from the far
@@ -158,7 +161,7 @@ def _interpolation_matrix(start: torch.Tensor, length: torch.Tensor, flip: torch
     equivalent affine grid, at a fraction of its cost on the CPU (two small batched matmuls).
     """
     j = (torch.arange(size, device=start.device, dtype=torch.float32) + 0.5) / size  # (size,)
-    t = torch.where(flip.unsqueeze(1), 1 - j, j)                                       # (N, size)
+    t = torch.where(flip.unsqueeze(1), 1 - j, j)  # (N, size)
     pos = (start.unsqueeze(1) + length.unsqueeze(1) * t - 0.5).clamp(0, extent - 1)
     lo = pos.floor()
     frac = pos - lo
@@ -170,6 +173,7 @@ def _interpolation_matrix(start: torch.Tensor, length: torch.Tensor, flip: torch
 
 
 # --- colour ---------------------------------------------------------------------------------
+
 
 def _shift_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """Rotate the HSV hue of (N, 3, H, W) by ``shift`` (N,) turns; saturation and value are kept.
@@ -192,9 +196,7 @@ def _shift_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return v.unsqueeze(1) - chroma.unsqueeze(1) * torch.minimum(k, 4 - k).clamp_(0, 1)
 
 
-def jitter_with(
-    x: torch.Tensor, factors: torch.Tensor, order: torch.Tensor, hue: bool = True
-) -> torch.Tensor:
+def jitter_with(x: torch.Tensor, factors: torch.Tensor, order: torch.Tensor, hue: bool = True) -> torch.Tensor:
     """ColorJitter with given per-sample parameters; the deterministic half of :func:`color_jitter`.
 
     ``factors`` (N, 4): brightness, contrast and saturation factors and the hue shift in turns.
@@ -209,8 +211,8 @@ def jitter_with(
     slots with its hue op in slot 3, the ops before it right before, the ops after it right
     after, and unused slots as identity blends (f = 1). This is the per-sample order exactly.
 
-    Cost, all elementwise: 2 blend rounds on 1 channel; on 3, 6 blend rounds (grey image, its mean, 2 full passes each) and one
-    HSV round trip, about 45 passes over the batch eagerly; ``torch.compile`` fuses them.
+    Cost, all elementwise: 2 blend rounds on 1 channel; on 3, 6 blend rounds (grey image, its mean,
+    2 full passes each) and one HSV round trip, about 45 passes over the batch eagerly; ``torch.compile`` fuses them.
     Computed in float32 (hue needs the mantissa) and cast back to ``x.dtype``.
     """
     y = x.float()
@@ -303,6 +305,7 @@ def random_grayscale(x: torch.Tensor, p: float = 0.2, *, generator: Source) -> t
 
 # --- filtering and point ops ----------------------------------------------------------------
 
+
 def gaussian_kernels(sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
     """(N,) sigmas -> (N, kernel_size) normalised Gaussians sampled at integer offsets."""
     half = kernel_size // 2
@@ -345,9 +348,7 @@ def gaussian_blur(
     return torch.where(chosen, y.view_as(x).clamp(0, 1), x)
 
 
-def solarize(
-    x: torch.Tensor, p: float, threshold: float = 0.5, *, generator: Source
-) -> torch.Tensor:
+def solarize(x: torch.Tensor, p: float, threshold: float = 0.5, *, generator: Source) -> torch.Tensor:
     """RandomSolarize: in chosen samples, pixels >= threshold become 1 - pixel.
 
     Cost: one elementwise pass."""

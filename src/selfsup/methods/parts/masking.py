@@ -5,6 +5,7 @@
 the smallest noise are kept, so every sample keeps the same number of tokens (a dense batch) and
 the kept set is a uniformly random subset without replacement.
 """
+
 from __future__ import annotations
 
 import torch
@@ -18,8 +19,13 @@ def num_kept(length: int, ratio: float) -> int:
     return max(1, int(length * (1.0 - ratio)))
 
 
-def random_keep(n: int, length: int, ratio: float, device: torch.device | str | None = None,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def random_keep(
+    n: int,
+    length: int,
+    ratio: float,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A random subset of ``length`` tokens for each of ``n`` samples, masking a fraction ``ratio``.
 
     Returns ``keep``, a LongTensor (n, K) of the kept token indices (in random order, as MAE's

@@ -2,6 +2,7 @@
 
 The magic is ``0x0000TTNN``: two zero bytes, a type code ``TT`` and the number of dimensions ``NN``.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ....errors import DataError
 
 IMAGES_MAGIC = 0x00000803  # uint8, 3 dimensions
 LABELS_MAGIC = 0x00000801  # uint8, 1 dimension
@@ -39,21 +40,27 @@ def parse_idx(payload: bytes, path: str | Path, magic: int | None = None) -> np.
     found = int.from_bytes(payload[:4], "big")
     type_code, ndim = payload[2], payload[3]
     if magic is not None and found != magic:
-        raise DataError(f"{path} has IDX magic 0x{found:08x}, expected 0x{magic:08x}; "
-                        "is it the right file? Replace it with a fresh copy")
+        raise DataError(
+            f"{path} has IDX magic 0x{found:08x}, expected 0x{magic:08x}; "
+            "is it the right file? Replace it with a fresh copy"
+        )
     if payload[:2] != b"\0\0" or type_code not in TYPE_CODES or ndim == 0:
-        raise DataError(f"{path} is not an IDX file: magic 0x{found:08x}, expected 0x0000TTNN "
-                        f"(0x{IMAGES_MAGIC:08x} for uint8 images, 0x{LABELS_MAGIC:08x} for uint8 labels)")
+        raise DataError(
+            f"{path} is not an IDX file: magic 0x{found:08x}, expected 0x0000TTNN "
+            f"(0x{IMAGES_MAGIC:08x} for uint8 images, 0x{LABELS_MAGIC:08x} for uint8 labels)"
+        )
     start = 4 + 4 * ndim
     if len(payload) < start:
         raise DataError(f"{path} is truncated inside its IDX header; replace it with a fresh copy")
-    shape = tuple(int.from_bytes(payload[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(payload[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(TYPE_CODES[type_code])
     expected = start + dtype.itemsize * int(np.prod(shape))
     if len(payload) != expected:
         problem = "truncated" if len(payload) < expected else "followed by extra bytes"
-        raise DataError(f"{path} is {problem}: its header promises {shape} values ({expected} bytes) "
-                        f"but it holds {len(payload)} bytes; replace it with a fresh copy")
+        raise DataError(
+            f"{path} is {problem}: its header promises {shape} values ({expected} bytes) "
+            f"but it holds {len(payload)} bytes; replace it with a fresh copy"
+        )
     # astype copies into a writable, native-endian array (frombuffer over bytes is read-only).
     return np.frombuffer(payload, dtype, offset=start).reshape(shape).astype(dtype.newbyteorder("="))
 

@@ -4,6 +4,7 @@ Layout: ``PATH/train`` plus ``PATH/test`` (or ``PATH/val``) are the splits, else
 ``PATH`` is train. Within a split, images in class subfolders (``split/CLASS/...``) are labelled by
 the sorted class names; loose images are unlabelled.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError
-from .base import Dataset, cache_root
+from ....data.base import Dataset, cache_root
+from ....errors import DataError
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 GRAY_MODES = {"L", "LA", "1"}
@@ -41,8 +42,13 @@ def _split_dirs(root: Path) -> dict[str, Path]:
 
 def _images(split: Path) -> list[Path]:
     # Hidden files are skipped: they include macOS "._x.png" resource forks, which are not images.
-    files = sorted(p for p in split.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file()
-                   and not any(part.startswith(".") for part in p.relative_to(split).parts))
+    files = sorted(
+        p
+        for p in split.rglob("*")
+        if p.suffix.lower() in SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(split).parts)
+    )
     if not files:
         raise DataError(f"no images ({', '.join(sorted(SUFFIXES))}) under {split}; check the path")
     return files
@@ -55,8 +61,10 @@ def _class_names(split: Path, files: list[Path]) -> list[str] | None:
     if nested == 0:
         return None
     if nested < len(parts):
-        raise DataError(f"{split} mixes {len(parts) - nested} loose images with class subfolders; "
-                        "move every image into a class folder, or all out of them for unlabelled data")
+        raise DataError(
+            f"{split} mixes {len(parts) - nested} loose images with class subfolders; "
+            "move every image into a class folder, or all out of them for unlabelled data"
+        )
     return [p[0] for p in parts]
 
 
@@ -86,8 +94,10 @@ def _decode(root: Path, dirs: dict[str, Path], files: dict[str, list[Path]]) -> 
             if classes is not None:
                 names[split].append(classes[i])
         if not images[split]:
-            raise DataError(f"no readable images under {dirs[split]}: all {len(paths)} failed to decode, "
-                            f"e.g. {bad[-1]}; fix or replace them")
+            raise DataError(
+                f"no readable images under {dirs[split]}: all {len(paths)} failed to decode, "
+                f"e.g. {bad[-1]}; fix or replace them"
+            )
 
     everything = [im for split in images.values() for im in split]
     mode = "L" if all(im.mode in GRAY_MODES for im in everything) else "RGB"
@@ -115,14 +125,19 @@ def _save(content: dict, path: Path) -> None:
             torch.save(content, out)
         os.replace(tmp, path)
     except OSError as e:
-        warnings.warn(f"could not write the decoded-images cache {path} ({e}); images will be decoded again next time")
+        warnings.warn(
+            f"could not write the decoded-images cache {path} ({e}); images will be decoded again next time",
+            stacklevel=2,
+        )
 
 
 def load_folder(path: str, skip_bad: bool = False) -> Dataset:
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
-        raise DataError(f"image folder {root} {'is not a folder' if root.exists() else 'does not exist'}; "
-                        "give folder:PATH a folder of images")
+        raise DataError(
+            f"image folder {root} {'is not a folder' if root.exists() else 'does not exist'}; "
+            "give folder:PATH a folder of images"
+        )
     dirs = _split_dirs(root)
     files = {split: _images(d) for split, d in dirs.items()}
     cache = _cache_file(root, files)
@@ -137,10 +152,19 @@ def load_folder(path: str, skip_bad: bool = False) -> Dataset:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         raise DataError(f"cannot decode image {bad[0]}{more}; fix or delete it, or pass --skip-bad to leave it out")
     if bad:
-        warnings.warn(f"skipped {len(bad)} unreadable images under {root}")
+        warnings.warn(f"skipped {len(bad)} unreadable images under {root}", stacklevel=2)
     if content["resized"]:
         h, w = content["train"].shape[2:]
-        warnings.warn(f"resized {content['resized']} images under {root} to {w}x{h}, the most common size")
-    return Dataset(name=f"folder:{root}", train=content["train"], train_labels=content["train_labels"],
-                   test=content["test"], test_labels=content["test_labels"], classes=content["classes"],
-                   location=str(root), skipped=len(bad))
+        warnings.warn(
+            f"resized {content['resized']} images under {root} to {w}x{h}, the most common size", stacklevel=2
+        )
+    return Dataset(
+        name=f"folder:{root}",
+        train=content["train"],
+        train_labels=content["train_labels"],
+        test=content["test"],
+        test_labels=content["test_labels"],
+        classes=content["classes"],
+        location=str(root),
+        skipped=len(bad),
+    )

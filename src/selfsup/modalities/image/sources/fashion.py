@@ -3,6 +3,7 @@
 Files are verified by the SHA-256 of their decompressed contents, which is the same for the official
 gzip files and for the Debian package's recompressed ones.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import DataError
-from .base import Dataset, cache_root
+from ....data.base import Dataset, cache_root
+from ....errors import DataError
 from .idx import IMAGES_MAGIC, LABELS_MAGIC, parse_idx, read_payload
 
 NAME = "fashion-mnist"
@@ -27,8 +28,10 @@ SHA256 = {  # of the decompressed IDX payloads
     "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
 }
 FILES = [stem + ".gz" for stem in SHA256]
-MIRRORS = ("https://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-           "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/")
+MIRRORS = (
+    "https://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
+)
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
 TIMEOUT_S = 30
 
@@ -58,8 +61,10 @@ def given_dir(data_dir: str | Path) -> Path:
         if _complete(folder):
             return folder
     missing = [f for f in FILES if not (root / f).is_file()]
-    raise DataError(f"data dir {root} lacks the Fashion-MNIST file(s) {', '.join(missing)}; "
-                    f"put all four ({', '.join(FILES)}) there or in {root / NAME}")
+    raise DataError(
+        f"data dir {root} lacks the Fashion-MNIST file(s) {', '.join(missing)}; "
+        f"put all four ({', '.join(FILES)}) there or in {root / NAME}"
+    )
 
 
 def find(data_dir: str | Path | None = None) -> Path | None:
@@ -90,8 +95,10 @@ def _fetch(name: str, folder: Path) -> None:
 
 def _verify(payload: bytes, name: str, path: str | Path) -> None:
     if hashlib.sha256(payload).hexdigest() != SHA256[name.removesuffix(".gz")]:
-        raise DataError(f"{path} differs from the official Fashion-MNIST {name} (SHA-256 of its contents); "
-                        "delete it and get a fresh copy")
+        raise DataError(
+            f"{path} differs from the official Fashion-MNIST {name} (SHA-256 of its contents); "
+            "delete it and get a fresh copy"
+        )
 
 
 def _no_copy(reason: str) -> DataError:
@@ -99,7 +106,8 @@ def _no_copy(reason: str) -> DataError:
         f"Fashion-MNIST not found ({reason}; looked in {', '.join(map(str, search_dirs()))}); provide it one of "
         f"three ways: pass --data-dir FOLDER holding {', '.join(FILES)}, or set SELFSUP_DATA so that "
         f"$SELFSUP_DATA/{NAME} holds them, or `apt-get install dataset-fashion-mnist` "
-        f"(or allow the download to {download_dir()})")
+        f"(or allow the download to {download_dir()})"
+    )
 
 
 def _read(folder: Path, name: str, magic: int) -> torch.Tensor:
@@ -126,9 +134,15 @@ def load_fashion_mnist(data_dir: str | Path | None = None, download: bool = True
     if key not in _loaded:
         train, test = (_read(folder, f"{split}-images-idx3-ubyte.gz", IMAGES_MAGIC) for split in ("train", "t10k"))
         train_y, test_y = (_read(folder, f"{split}-labels-idx1-ubyte.gz", LABELS_MAGIC) for split in ("train", "t10k"))
-        _loaded[key] = Dataset(name=NAME, train=train.unsqueeze(1), train_labels=train_y.long(),
-                               test=test.unsqueeze(1), test_labels=test_y.long(), classes=list(CLASSES),
-                               location=str(folder))
+        _loaded[key] = Dataset(
+            name=NAME,
+            train=train.unsqueeze(1),
+            train_labels=train_y.long(),
+            test=test.unsqueeze(1),
+            test_labels=test_y.long(),
+            classes=list(CLASSES),
+            location=str(folder),
+        )
     return _loaded[key]
 
 
@@ -139,8 +153,11 @@ def describe(data_dir: str | Path | None = None) -> dict:
     except DataError as e:
         return {"name": NAME, "available": False, "location": str(data_dir), "note": str(e)}
     if folder is None:
-        return {"name": NAME, "available": False, "location": str(download_dir()),
-                "note": "not on disk; downloaded here on first use (~30 MB), "
-                        "or `apt-get install dataset-fashion-mnist`"}
+        return {
+            "name": NAME,
+            "available": False,
+            "location": str(download_dir()),
+            "note": "not on disk; downloaded here on first use (~30 MB), or `apt-get install dataset-fashion-mnist`",
+        }
     origin = "Debian package dataset-fashion-mnist" if folder == SYSTEM_DIR else "found on disk"
     return {"name": NAME, "available": True, "location": str(folder), "note": f"{origin}; 60000 train / 10000 test"}

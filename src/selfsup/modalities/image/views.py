@@ -1,21 +1,23 @@
-"""View recipes: the chain of batched ops that turns a uint8 batch into one augmented view.
+"""Image views: the chain of batched ops that turns a uint8 batch into one augmented view.
 
-The default recipe is BYOL's (Grill et al. 2020, "Bootstrap your own latent", Table 6 and
+The default view settings are BYOL's (Grill et al. 2020, "Bootstrap your own latent", Table 6 and
 Appendix B): random resized crop with flip, colour jitter, grayscale, Gaussian blur and
 solarisation, in that order, with two asymmetric views that differ in blur and solarisation.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from selfsup.augment import image
-from selfsup.errors import UsageError
+from ...errors import UsageError
+from ..base import Views
+from . import ops
 
-VIEW_DRAWS = sum(image.DRAWS.values())  # uniforms per sample that one view consumes at most
+VIEW_DRAWS = sum(ops.DRAWS.values())  # uniforms per sample that one view consumes at most
 
 
 @dataclass
@@ -66,15 +68,6 @@ class ViewConfig:
         return self.blur_kernel or max(3, round(self.size / 10) | 1)
 
 
-def byol_views(size: int = 32) -> list[ViewConfig]:
-    """BYOL's two asymmetric views (Grill et al. 2020, Table 6): blur always in view 1 and with
-    p = 0.1 in view 2, solarisation only in view 2 (p = 0.2); the rest is shared."""
-    return [
-        ViewConfig(size=size, blur_p=1.0, solarize_p=0.0),
-        ViewConfig(size=size, blur_p=0.1, solarize_p=0.2),
-    ]
-
-
 def _to_unit(batch: torch.Tensor) -> torch.Tensor:
     """uint8 in [0, 255] -> float32 in [0, 1]; float batches are taken to be in [0, 1]."""
     if batch.dtype == torch.uint8:
@@ -89,23 +82,19 @@ class _Normalizer:
         if channels not in (1, 3):
             raise UsageError(f"channels must be 1 or 3, got {channels}")
         if len(mean) != channels or len(std) != channels:
-            raise UsageError(
-                f"mean and std need {channels} values each, got {len(mean)} and {len(std)}"
-            )
+            raise UsageError(f"mean and std need {channels} values each, got {len(mean)} and {len(std)}")
         self.channels = channels
         self.mean = torch.tensor(mean, dtype=torch.float32)
         self.std = torch.tensor(std, dtype=torch.float32)
 
     def check(self, batch: torch.Tensor) -> None:
         if batch.ndim != 4 or batch.shape[1] not in (1, self.channels):
-            raise ValueError(
-                f"expected a (N, 1 or {self.channels}, H, W) batch, got shape {tuple(batch.shape)}"
-            )
+            raise ValueError(f"expected a (N, 1 or {self.channels}, H, W) batch, got shape {tuple(batch.shape)}")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.mean.device != x.device:  # moved once, so no host-to-device copy per batch
             self.mean, self.std = self.mean.to(x.device), self.std.to(x.device)
-        return image.normalize(x.expand(-1, self.channels, -1, -1), self.mean, self.std)
+        return ops.normalize(x.expand(-1, self.channels, -1, -1), self.mean, self.std)
 
 
 class ViewAugment:
@@ -122,50 +111,43 @@ class ViewAugment:
         self.cfg = cfg
         self._normalize = _Normalizer(channels, mean, std)
 
-    def __call__(self, batch: torch.Tensor, generator: image.Source) -> torch.Tensor:
-        """``generator`` may be a :class:`~selfsup.augment.image.Uniforms` pool with at least
+    def __call__(self, batch: torch.Tensor, generator: ops.Source) -> torch.Tensor:
+        """``generator`` may be a :class:`~selfsup.augment.ops.Uniforms` pool with at least
         ``VIEW_DRAWS`` columns left; a generator is drawn from once, up front."""
         self._normalize.check(batch)
         cfg = self.cfg
         g = generator
         if isinstance(g, torch.Generator):  # all draws first: the view compiles as one graph
-            g = image.Uniforms(batch.shape[0], VIEW_DRAWS, g, batch.device)
+            g = ops.Uniforms(batch.shape[0], VIEW_DRAWS, g, batch.device)
         x = _to_unit(batch)
-        x = image.resized_crop_flip(
-            x, cfg.size, cfg.crop_scale, cfg.crop_ratio, cfg.flip_p, generator=g
-        )
-        x = image.color_jitter(
-            x, cfg.jitter_p, cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue, generator=g
-        )
-        x = image.random_grayscale(x, cfg.grayscale_p, generator=g)
-        x = image.gaussian_blur(
-            x, cfg.blur_p, cfg.blur_sigma, kernel_size=cfg.kernel_size, generator=g
-        )
-        x = image.solarize(x, cfg.solarize_p, cfg.solarize_threshold, generator=g)
+        x = ops.resized_crop_flip(x, cfg.size, cfg.crop_scale, cfg.crop_ratio, cfg.flip_p, generator=g)
+        x = ops.color_jitter(x, cfg.jitter_p, cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue, generator=g)
+        x = ops.random_grayscale(x, cfg.grayscale_p, generator=g)
+        x = ops.gaussian_blur(x, cfg.blur_p, cfg.blur_sigma, kernel_size=cfg.kernel_size, generator=g)
+        x = ops.solarize(x, cfg.solarize_p, cfg.solarize_threshold, generator=g)
         return self._normalize(x)
 
 
-class ViewRecipe:
+class ViewRecipe(Views):
     """All views of a method, drawn from one generator, plus the deterministic eval transform."""
 
-    def __init__(
-        self, views: list[ViewConfig], channels: int, mean: Sequence[float], std: Sequence[float]
-    ):
+    def __init__(self, views: list[ViewConfig], channels: int, mean: Sequence[float], std: Sequence[float]):
         if not views:
             raise UsageError("a view recipe needs at least one view")
         self.views = [ViewAugment(cfg, channels, mean, std) for cfg in views]
         self.size = views[0].size
         self._normalize = _Normalizer(channels, mean, std)
 
-    def __call__(self, batch: torch.Tensor, generator: torch.Generator,
-                 shard: tuple[int, int] = (0, 1)) -> list[torch.Tensor]:
+    def __call__(
+        self, batch: torch.Tensor, generator: torch.Generator, shard: tuple[int, int] = (0, 1)
+    ) -> list[torch.Tensor]:
         """The views of ``batch``. ``shard=(rank, world_size)``: ``batch`` holds the positions
         ``rank, rank + world_size, ...`` of a global batch; the random parameters of the whole
         global batch are drawn (every rank's generator stays in step) and this shard's rows kept,
         so each image gets the augmentation one process on the global batch would give it."""
         self._normalize.check(batch)
         rank, world = shard
-        pool = image.Uniforms(batch.shape[0] * world, VIEW_DRAWS * len(self.views), generator, batch.device)
+        pool = ops.Uniforms(batch.shape[0] * world, VIEW_DRAWS * len(self.views), generator, batch.device)
         if world > 1:
             pool.values = pool.values[rank::world]
         x = _to_unit(batch)  # converted once, shared by the views
@@ -184,18 +166,14 @@ class ViewRecipe:
         return self._normalize(x)
 
 
-def channel_stats(
-    images: torch.Tensor, chunk: int = 4096
-) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and (population) std, in [0, 1] units, of a uint8 (N, C, H, W) dataset.
 
     Sums are exact int64 over chunks of ``chunk`` images, so memory stays small and the result
     does not depend on the chunking.
     """
     if images.dtype != torch.uint8 or images.ndim != 4:
-        raise ValueError(
-            f"expected a uint8 (N, C, H, W) tensor, got {images.dtype} {tuple(images.shape)}"
-        )
+        raise ValueError(f"expected a uint8 (N, C, H, W) tensor, got {images.dtype} {tuple(images.shape)}")
     c = images.shape[1]
     total = torch.zeros(c, dtype=torch.int64)
     squares = torch.zeros(c, dtype=torch.int64)

@@ -26,29 +26,30 @@ Two samplers:
   its sides by ``max_block_sz = 30%`` of the image side, which ``max_area`` expresses as an area
   (GMML passes ``(0.3 * grid)^2`` tokens, so its masks are several smaller groups, not one blob).
 
-* :func:`multiblock_masks`: I-JEPA's multi-block sampler (Assran et al. 2023, arXiv:2301.08243,
-  Sec. 3 and the authors' ``src/masks/multiblock.py``): ``M = 4`` target blocks of scale
-  (0.15, 0.2) and aspect ratio (0.75, 1.5), one context block of scale (0.85, 1.0) and aspect 1
-  from which every target region is removed, so context and targets are disjoint. As the authors,
-  one block size per batch (per kind) and positions per sample; a block side is ``round(sqrt(
-  int(L * scale) * aspect))`` made strictly smaller than the grid. Scaled to small grids, since
-  the fractions are the paper's: on 8x8 the targets are 3x3 to 4x3 tokens and the context block
-  7x7; on 4x4 the targets are 1x1 to 2x2 and the context 3x3 (where 4 targets leave little
-  context: use ``num_targets=2`` there). ``min_keep`` (the authors' 10 context tokens at 14x14 to
-  16x16, 5% of ``L``, at least 2 here). Differences from the authors' code, each to keep the
-  paper's stated property: (a) when 20 context positions (the code's timeout) all leave fewer
-  than ``min_keep`` tokens, the targets are redrawn too, where the code relaxes the no-overlap
-  constraint (which would let context and targets overlap); (b) positions are uniform over every valid top-left corner (the code's
-  ``randint(0, H - h)`` never reaches the last one); (c) scale and aspect ratio are two draws (the
-  code reuses one uniform for both); (d) contexts are cut to the batch's smallest context (needed
-  for a dense batch, as the code) by a random subset rather than the first tokens in row-major
-  order, so the context stays spread over its block.
+* :func:`multiblock_masks`: I-JEPA's multi-block sampler (Assran et al. 2023, arXiv:2301.08243, Sec.
+  3 and the authors' ``src/masks/multiblock.py``): ``M = 4`` target blocks of scale (0.15, 0.2) and
+  aspect ratio (0.75, 1.5), one context block of scale (0.85, 1.0) and aspect 1 from which every
+  target region is removed, so context and targets are disjoint. As the authors, one block size per
+  batch (per kind) and positions per sample; a block side is ``round(sqrt( int(L * scale) *
+  aspect))`` made strictly smaller than the grid. Scaled to small grids, since the fractions are the
+  paper's: on 8x8 the targets are 3x3 to 4x3 tokens and the context block 7x7; on 4x4 the targets
+  are 1x1 to 2x2 and the context 3x3 (where 4 targets leave little context: use ``num_targets=2``
+  there). ``min_keep`` (the authors' 10 context tokens at 14x14 to 16x16, 5% of ``L``, at least 2
+  here). Differences from the authors' code, each to keep the paper's stated property: (a) when 20
+  context positions (the code's timeout) all leave fewer than ``min_keep`` tokens, the targets are
+  redrawn too, where the code relaxes the no-overlap constraint (which would let context and targets
+  overlap); (b) positions are uniform over every valid top-left corner (the code's ``randint(0, H -
+  h)`` never reaches the last one); (c) scale and aspect ratio are two draws (the code reuses one
+  uniform for both); (d) contexts are cut to the batch's smallest context (needed for a dense batch,
+  as the code) by a random subset rather than the first tokens in row-major order, so the context
+  stays spread over its block.
 
 Both samplers are batched torch code (a fixed number of proposal rounds for every sample at
 once), so they run on the device next to the model; randomness comes from torch's generator of
 that device, which the training loop checkpoints, so runs resume exactly. A few host syncs per
 call (the number of growing steps; the block sizes and the batch's smallest context).
 """
+
 from __future__ import annotations
 
 import math
@@ -57,9 +58,9 @@ import numpy as np
 import torch
 
 BEIT_ASPECT = (0.3, 1 / 0.3)
-BEIT_MIN_FRACTION = 16 / 196      # BEiT's min_num_patches on its 14x14 grid
-BEIT_ATTEMPTS = 10                # BEiT's attempts per block
-IJEPA_MIN_KEEP_FRACTION = 0.05    # the authors' min_keep=10 on 14x14 (196) to 16x16 (256) grids
+BEIT_MIN_FRACTION = 16 / 196  # BEiT's min_num_patches on its 14x14 grid
+BEIT_ATTEMPTS = 10  # BEiT's attempts per block
+IJEPA_MIN_KEEP_FRACTION = 0.05  # the authors' min_keep=10 on 14x14 (196) to 16x16 (256) grids
 
 
 def default_min_area(length: int) -> int:
@@ -86,9 +87,17 @@ def _neighbours(mask: torch.Tensor) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------- GMML / BEiT
 
-def block_masks(n: int, grid: int, coverage: float | tuple[float, float], device=None,
-                min_area: int | None = None, max_area: int | None = None,
-                aspect: tuple[float, float] = BEIT_ASPECT, rounds: int | None = None) -> torch.Tensor:
+
+def block_masks(
+    n: int,
+    grid: int,
+    coverage: float | tuple[float, float],
+    device=None,
+    min_area: int | None = None,
+    max_area: int | None = None,
+    aspect: tuple[float, float] = BEIT_ASPECT,
+    rounds: int | None = None,
+) -> torch.Tensor:
     """Boolean (n, grid*grid) masks (True = masked), row-major like :func:`~selfsup.backbones.vit.patchify`.
 
     ``coverage``: the fraction of tokens to mask, or a range ``(lo, hi)`` from which each sample
@@ -113,11 +122,11 @@ def block_masks(n: int, grid: int, coverage: float | tuple[float, float], device
     log_lo, log_hi = math.log(aspect[0]), math.log(aspect[1])
     for _ in range(rounds):
         remaining = count - masked
-        most = remaining.clamp(max=max_area)                # BEiT's max_mask_patches
+        most = remaining.clamp(max=max_area)  # BEiT's max_mask_patches
         u = torch.rand(4, n, device=device)
         a_lo = most.clamp(max=min_area).float()
         a_hi = most.clamp(min=min_area).float()
-        area = a_lo + (a_hi - a_lo) * u[0]                  # BEiT: uniform(min_num_patches, max_mask_patches)
+        area = a_lo + (a_hi - a_lo) * u[0]  # BEiT: uniform(min_num_patches, max_mask_patches)
         ratio = torch.exp(log_lo + (log_hi - log_lo) * u[1])
         h = torch.round(torch.sqrt(area * ratio)).long()
         w = torch.round(torch.sqrt(area / ratio)).long()
@@ -167,6 +176,7 @@ def components(mask) -> list[int]:
 
 # --------------------------------------------------------------------------------------- I-JEPA
 
+
 def _block_size(grid: int, scale: float, aspect: float) -> tuple[int, int]:
     keep = int(grid * grid * scale)
     h = int(round(math.sqrt(keep * aspect)))
@@ -190,14 +200,25 @@ def _sorted_true(mask: torch.Tensor, k: int, shuffle: bool = False) -> torch.Ten
     them when ``shuffle``; the first ``k`` otherwise)."""
     length = mask.shape[-1]
     key = (~mask).float() * 2
-    key = key + (torch.rand(mask.shape, device=mask.device) if shuffle
-                 else torch.arange(length, device=mask.device) / length)
+    key = key + (
+        torch.rand(mask.shape, device=mask.device) if shuffle else torch.arange(length, device=mask.device) / length
+    )
     return key.argsort(dim=-1)[..., :k].sort(dim=-1).values
 
 
-def multiblock_masks(n: int, grid: int, num_targets: int = 4, target_scale=(0.15, 0.2), target_aspect=(0.75, 1.5),
-                     context_scale=(0.85, 1.0), context_aspect=(1.0, 1.0), min_keep: int = 0, device=None,
-                     tries: int = 20, max_redraws: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+def multiblock_masks(
+    n: int,
+    grid: int,
+    num_targets: int = 4,
+    target_scale=(0.15, 0.2),
+    target_aspect=(0.75, 1.5),
+    context_scale=(0.85, 1.0),
+    context_aspect=(1.0, 1.0),
+    min_keep: int = 0,
+    device=None,
+    tries: int = 20,
+    max_redraws: int = 100,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """I-JEPA's masks for a batch of ``n`` images on a ``grid x grid`` token grid.
 
     Returns ``context`` (n, Kc) and ``targets`` (n, num_targets, Kt), LongTensors of row-major
@@ -214,11 +235,11 @@ def multiblock_masks(n: int, grid: int, num_targets: int = 4, target_scale=(0.15
     todo = torch.arange(n, device=device)
     for _ in range(max_redraws):
         m = todo.numel()
-        blocks = _place((m, num_targets), th, tw, grid, device)             # (m, M, g, g)
+        blocks = _place((m, num_targets), th, tw, grid, device)  # (m, M, g, g)
         covered = blocks.any(dim=1)
         candidates = _place((m, tries), ch, cw, grid, device) & ~covered[:, None]  # (m, T, g, g)
-        ok = candidates.flatten(2).sum(-1) >= min_keep                      # (m, T)
-        first = ok.float().argmax(dim=1)                                    # the first valid try
+        ok = candidates.flatten(2).sum(-1) >= min_keep  # (m, T)
+        first = ok.float().argmax(dim=1)  # the first valid try
         found = ok.any(dim=1)
         targets[todo] = blocks
         context[todo] = candidates[torch.arange(m, device=device), first]
@@ -226,8 +247,10 @@ def multiblock_masks(n: int, grid: int, num_targets: int = 4, target_scale=(0.15
         if todo.numel() == 0:
             break
     else:
-        raise ValueError(f"I-JEPA masks: no context of {min_keep}+ tokens outside {num_targets} target "
-                         f"blocks of {th}x{tw} on a {grid}x{grid} grid; use fewer targets")
+        raise ValueError(
+            f"I-JEPA masks: no context of {min_keep}+ tokens outside {num_targets} target "
+            f"blocks of {th}x{tw} on a {grid}x{grid} grid; use fewer targets"
+        )
     context = context.flatten(1)
     k = int(context.sum(1).min())
     return _sorted_true(context, k, shuffle=True), _sorted_true(targets.flatten(2), th * tw)

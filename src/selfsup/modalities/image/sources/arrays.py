@@ -4,6 +4,7 @@ Accepted image arrays: ``(N, H, W)``, ``(N, H, W, C)`` or ``(N, C, H, W)`` with 
 channel axis is the one of size 1 or 3 (the last one when both are). uint8 is used as is; other
 integers must lie in 0..255; floats with maximum <= 1 are taken as 0..1, else as 0..255.
 """
+
 from __future__ import annotations
 
 import zipfile
@@ -12,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError
-from .base import Dataset
+from ....data.base import Dataset
+from ....errors import DataError
 
 SHAPES = "(N, H, W), (N, H, W, C) or (N, C, H, W) with C = 1 or 3"
 NPZ_KEYS = (  # (train images, train labels, test images, test labels); the first set whose images exist wins
@@ -64,8 +65,10 @@ def _encode(*labels: np.ndarray | None) -> tuple[list[torch.Tensor | None], list
     if not present:
         return [None] * len(labels), None
     values = np.unique(np.concatenate(present))
-    return ([None if y is None else torch.from_numpy(np.searchsorted(values, y).astype(np.int64)) for y in labels],
-            [str(v) for v in values])
+    return (
+        [None if y is None else torch.from_numpy(np.searchsorted(values, y).astype(np.int64)) for y in labels],
+        [str(v) for v in values],
+    )
 
 
 def _load(path: Path, kind: str):
@@ -90,8 +93,15 @@ def load_npy(path: str) -> Dataset:
         raise DataError(f"{labels_path} is an .npz archive; labels must be a single integer array")
     _check_labels(labels, images, str(labels_path))
     (train_labels,), classes = _encode(labels)
-    return Dataset(name=f"npy:{path}", train=images, train_labels=train_labels, test=None, test_labels=None,
-                   classes=classes, location=str(path))
+    return Dataset(
+        name=f"npy:{path}",
+        train=images,
+        train_labels=train_labels,
+        test=None,
+        test_labels=None,
+        classes=classes,
+        location=str(path),
+    )
 
 
 def load_npz(path: str) -> Dataset:
@@ -102,8 +112,10 @@ def load_npz(path: str) -> Dataset:
     with archive:
         keys = next((k for k in NPZ_KEYS if k[0] in archive.files), None)
         if keys is None:
-            raise DataError(f"{path} has arrays {archive.files}; expected x_train (+ y_train, x_test, y_test), "
-                            "train_images (+ train_labels, test_images, test_labels) or images (+ labels)")
+            raise DataError(
+                f"{path} has arrays {archive.files}; expected x_train (+ y_train, x_test, y_test), "
+                "train_images (+ train_labels, test_images, test_labels) or images (+ labels)"
+            )
         try:  # members are decompressed lazily, so a corrupt archive can fail only here
             x_train, y_train, x_test, y_test = (archive[k] if k in archive.files else None for k in keys)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
@@ -117,5 +129,12 @@ def load_npz(path: str) -> Dataset:
     _check_labels(y_train, train, f"{path}[{keys[1]}]")
     _check_labels(y_test, test, f"{path}[{keys[3]}]")
     (train_labels, test_labels), classes = _encode(y_train, y_test)
-    return Dataset(name=f"npz:{path}", train=train, train_labels=train_labels, test=test, test_labels=test_labels,
-                   classes=classes, location=str(path))
+    return Dataset(
+        name=f"npz:{path}",
+        train=train,
+        train_labels=train_labels,
+        test=test,
+        test_labels=test_labels,
+        classes=classes,
+        location=str(path),
+    )

@@ -1,4 +1,5 @@
 """Heads shared by the methods: the projector/predictor MLP, written once."""
+
 from __future__ import annotations
 
 from torch import nn

@@ -1,4 +1,5 @@
 """The UCI 8x8 handwritten digits bundled with selfsup: a dataset that needs nothing but the package."""
+
 from __future__ import annotations
 
 import gzip
@@ -8,7 +9,7 @@ from importlib import resources
 import numpy as np
 import torch
 
-from .base import Dataset
+from ....data.base import Dataset
 
 RESOURCE = "digits.csv.gz"
 N_TRAIN = 1437  # of 1797; the remaining 360 are the test split
@@ -22,5 +23,12 @@ def load_digits() -> Dataset:
     images, labels = torch.from_numpy(images), torch.from_numpy(table[:, 64])
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
     train, test = order[:N_TRAIN], order[N_TRAIN:]
-    return Dataset(name="digits", train=images[train], train_labels=labels[train], test=images[test],
-                   test_labels=labels[test], classes=[str(d) for d in range(10)], location=str(source))
+    return Dataset(
+        name="digits",
+        train=images[train],
+        train_labels=labels[train],
+        test=images[test],
+        test_labels=labels[test],
+        classes=[str(d) for d in range(10)],
+        location=str(source),
+    )

@@ -10,11 +10,12 @@ equal partition). Its solution (Eq. 5) is ``diag(u) exp(C^T Z / eps) diag(v)``, 
 Distributed training: the assignment is over the global batch, as the authors' code does it:
 every sum over *samples* below is all-reduced across processes, and ``n_samples`` is the global count.
 """
+
 from __future__ import annotations
 
 import torch
 
-from ..distributed import all_reduce_, world_size
+from ...distributed import all_reduce_, world_size
 
 
 @torch.no_grad()
@@ -40,7 +41,7 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -
         q /= prototype_sums
         q /= n_prototypes
         # ... then each sample (column) gets total mass 1 / B.
-        sample_sums = q.sum(dim=0, keepdim=True)     # a sample lives on one process: no reduce
+        sample_sums = q.sum(dim=0, keepdim=True)  # a sample lives on one process: no reduce
         q /= sample_sums
         q /= n_samples
     q *= n_samples  # each sample's code now sums to 1

@@ -1,5 +1,6 @@
 """A first-in-first-out memory of embeddings (MoCo's queue of negatives, NNCLR's support set,
 SwAV's feature queue), written once. It is a buffer, so checkpoints capture it."""
+
 from __future__ import annotations
 
 import torch
