@@ -8,12 +8,12 @@ The public API::
     encoder = selfsup.load_encoder("runs/byol-digits")
     from selfsup import losses        # pure loss functions for your own loop
 """
-__version__ = "0.1.0"
 
-from . import losses  # noqa: E402
-from .config import Config, build_config  # noqa: E402
-from .encoder import embed, load_encoder  # noqa: E402
-from .methods import METHODS  # noqa: E402
-from .train import train  # noqa: E402
+from . import losses
+from .config import Config, build_config
+from .encoder import embed, load_encoder
+from .methods import METHODS
+from .training import train
+from .version import __version__
 
 __all__ = ["Config", "METHODS", "build_config", "embed", "load_encoder", "losses", "train", "__version__"]

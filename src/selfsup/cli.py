@@ -3,15 +3,15 @@
 Every mistake a user can make ends in one line on stderr and exit status 2; a training failure in
 one line and status 1; an interruption (Ctrl-C, SIGTERM) after a checkpoint in status 130.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
-from .errors import TrainingError, UsageError, closest_first, unknown
+from .errors import Interrupted, TrainingError, UsageError, closest_first, unknown
 
 COMMANDS = {
     "demo": "BYOL on the bundled digits, on the CPU, in about a minute",
@@ -35,8 +35,9 @@ class _Parser(argparse.ArgumentParser):
 
     def unknown_options(self, extra: list[str]) -> UsageError:
         options = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
-        return UsageError(f"unknown option {extra[0]}; valid options for {self.prog}: "
-                          + ", ".join(closest_first(extra[0], options)))
+        return UsageError(
+            f"unknown option {extra[0]}; valid options for {self.prog}: " + ", ".join(closest_first(extra[0], options))
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,14 +52,19 @@ def _parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help=COMMANDS["train"], prog="selfsup train")
     train.add_argument("recipe", nargs="?", help="a shipped recipe name (see `selfsup recipes`) or a YAML file")
     train.add_argument("--method")
-    train.add_argument("--data", help="digits | fashion-mnist | folder:PATH | npy:PATH | npz:PATH")
+    train.add_argument("--data", help="a data source: digits | fashion-mnist | folder:PATH | ... (see `selfsup data`)")
     train.add_argument("--data-dir", help="where the dataset's files are")
     train.add_argument("--epochs", type=int)
     train.add_argument("--batch-size", type=int)
     train.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     train.add_argument("--out", help="run folder (default runs/<method>-<data>-<timestamp>)")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override any config key, e.g. --set optim.lr=0.5 (repeatable)")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key, e.g. --set optim.lr=0.5 (repeatable)",
+    )
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
 
     ev = sub.add_parser("eval", help=COMMANDS["eval"], prog="selfsup eval")
@@ -66,20 +72,39 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", help="evaluate on another labelled dataset (default: the run's)")
     ev.add_argument("--data-dir")
     ev.add_argument("--device", default="auto")
-    ev.add_argument("--protocol", default="knn", metavar="P[,P...]",
-                    help="comma-separated protocols: knn, linear, lowshot, cluster, finetune (end-to-end, trains a "
-                         "copy of the encoder), or all (the four frozen-feature ones; default knn)")
-    ev.add_argument("--knn-k", type=int, default=20,
-                    help="k of the majority-vote kNN (the weighted kNN keeps the run's eval.knn_k)")
+    ev.add_argument(
+        "--protocol",
+        default="knn",
+        metavar="P[,P...]",
+        help="comma-separated protocols: knn, linear, lowshot, cluster, finetune (end-to-end, trains a "
+        "copy of the encoder), or all (the four frozen-feature ones; default knn)",
+    )
+    ev.add_argument(
+        "--knn-k", type=int, default=20, help="k of the majority-vote kNN (the weighted kNN keeps the run's eval.knn_k)"
+    )
     ev.add_argument("--seed", type=int, default=0, help="seed of the held-out split, low-shot subsets and k-means")
-    ev.add_argument("--no-raw-pixels", action="store_true", help="skip the raw-pixel baselines")
-    ev.add_argument("--cache-features", action="store_true",
-                    help="keep the features in the run folder (features_<data>_<split>.pt) and reuse them")
-    ev.add_argument("--finetune-set", action="append", default=[], metavar="KEY=VALUE",
-                    help="a setting of the finetune protocol (repeatable): epochs, batch_size, lr, weight_decay, "
-                         "layer_decay, warmup_epochs, label_smoothing, held_out, labels (fraction of the labels "
-                         "to use, e.g. 0.1), crop_scale (e.g. [0.8,1]; default: the run's first view's), drop_path (ViT "
-                         "stochastic depth), random_init_baseline (true: also fine-tune a fresh encoder)")
+    ev.add_argument(
+        "--no-raw",
+        "--no-raw-pixels",
+        dest="no_raw",
+        action="store_true",
+        help="skip the raw-input baselines (raw pixels for images)",
+    )
+    ev.add_argument(
+        "--cache-features",
+        action="store_true",
+        help="keep the features in the run folder (features_<data>_<split>.pt) and reuse them",
+    )
+    ev.add_argument(
+        "--finetune-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting of the finetune protocol (repeatable): epochs, batch_size, lr, weight_decay, "
+        "layer_decay, warmup_epochs, label_smoothing, held_out, labels (fraction of the labels "
+        "to use, e.g. 0.1), crop_scale (e.g. [0.8,1]; default: the run's first view's), drop_path (ViT "
+        "stochastic depth), random_init_baseline (true: also fine-tune a fresh encoder)",
+    )
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     em = sub.add_parser("embed", help=COMMANDS["embed"], prog="selfsup embed")
@@ -104,6 +129,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
+
     err = Console(stderr=True, highlight=False)
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -128,16 +154,19 @@ def main(argv: list[str] | None = None) -> int:
         err.print("interrupted")
         return 130
     except Exception as e:  # only the Interrupted signal path is expected here
-        from .train import Interrupted
         if isinstance(e, Interrupted):
             err.print(f"[yellow]interrupted{_rank_tag()}:[/] {e}", soft_wrap=True)
             return 130
         import torch.distributed as dist
+
         if _rank_tag() and isinstance(e, (dist.DistError, RuntimeError)):
             # A collective failed: another process died or timed out. Its own error is above.
             first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-            err.print(f"[red]error{_rank_tag()}:[/] lost another process of the job ({first}); see the failing "
-                      "rank's message; the last checkpoint is kept", soft_wrap=True)
+            err.print(
+                f"[red]error{_rank_tag()}:[/] lost another process of the job ({first}); see the failing "
+                "rank's message; the last checkpoint is kept",
+                soft_wrap=True,
+            )
             return 1
         raise
 
@@ -145,13 +174,15 @@ def main(argv: list[str] | None = None) -> int:
 def _rank_tag() -> str:
     """' (rank r of w)' inside a torchrun job of several processes, else ''."""
     import os
+
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return f" (rank {os.environ.get('RANK', '0')} of {world})" if world > 1 else ""
 
 
 def _train_with_progress(cfg=None, out=None, resume=None) -> dict:
     from .progress import ConsoleReporter
-    from .train import train
+    from .training import train
+
     reporter = ConsoleReporter()
     try:
         return train(cfg, out=out, resume=resume, reporter=reporter)
@@ -161,29 +192,48 @@ def _train_with_progress(cfg=None, out=None, resume=None) -> dict:
 
 def _cmd_demo(args) -> int:
     from .config import build_config
+
     cfg = build_config("byol-digits", device=args.device, epochs=args.epochs)
     out = args.out or f"runs/{_stamp('demo')}"
     summary = _train_with_progress(cfg, out=out)
-    print(f"\nBYOL on digits: {summary['epochs']} epochs in {summary['train_seconds']:.0f} s "
-          f"({summary['images_per_second']:,.0f} images/s on {summary['versions']['device']})")
+    print(
+        f"\nBYOL on digits: {summary['epochs']} epochs in {summary['train_seconds']:.0f} s "
+        f"({summary['images_per_second']:,.0f} images/s on {summary['versions']['device']})"
+    )
     print(f"kNN top-1 (k={cfg.eval.knn_k}, T={cfg.eval.knn_t}) on the digits test split:")
     print(f"  BYOL encoder  {summary['knn_top1']:.4f}")
-    print(f"  raw pixels    {summary['knn_top1_raw_pixels']:.4f}")
+    print(f"  {summary['raw_name']:<13} {summary['knn_top1_raw']:.4f}")
     print(f"run folder: {summary['run_dir']}  (selfsup eval {summary['run_dir']})")
     return 0
 
 
 def _cmd_train(args) -> int:
     from .config import build_config
+
     if args.resume:
-        given = [f"--{k.replace('_', '-')}" for k in ("method", "data", "epochs", "batch_size", "device", "out")
-                 if getattr(args, k) is not None] + (["RECIPE"] if args.recipe else []) + (["--set"] if args.set else [])
+        given = (
+            [
+                f"--{k.replace('_', '-')}"
+                for k in ("method", "data", "epochs", "batch_size", "device", "out")
+                if getattr(args, k) is not None
+            ]
+            + (["RECIPE"] if args.recipe else [])
+            + (["--set"] if args.set else [])
+        )
         if given:
             raise UsageError(f"--resume continues a run with its own config; drop {', '.join(given)}")
         summary = _train_with_progress(resume=args.resume)
     else:
-        cfg = build_config(args.recipe, args.set, method=args.method, data=args.data, data_dir=args.data_dir,
-                           epochs=args.epochs, batch_size=args.batch_size, device=args.device)
+        cfg = build_config(
+            args.recipe,
+            args.set,
+            method=args.method,
+            data=args.data,
+            data_dir=args.data_dir,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            device=args.device,
+        )
         summary = _train_with_progress(cfg, out=args.out)
     if _rank_tag() and os.environ.get("RANK", "0") != "0":
         return 0  # rank 0 reports for the job
@@ -191,90 +241,70 @@ def _cmd_train(args) -> int:
         print(f"kNN top-1 {summary['knn_top1']}" if summary.get("knn_top1") is not None else "no labels: kNN skipped")
         print(f"run folder: {summary['run_dir']}")
     else:
-        print(f"stopped after epoch {summary['epochs_done']} of {summary['epochs']} (train.stop_after); continue with: "
-              f"selfsup train --resume {args.out or args.resume}")
+        print(
+            f"stopped after epoch {summary['epochs_done']} of {summary['epochs']} (train.stop_after); continue with: "
+            f"selfsup train --resume {args.out or args.resume}"
+        )
     return 0
 
 
 def _cmd_eval(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .evaluate.protocols import result_rows
     from .evaluate.run import evaluate_run
-    result = evaluate_run(args.run_dir, data=args.data, data_dir=args.data_dir, device=args.device,
-                          protocols=args.protocol, knn_k=args.knn_k, seed=args.seed,
-                          raw_pixels=not args.no_raw_pixels, cache_features=args.cache_features,
-                          finetune_args=args.finetune_set)
+
+    result = evaluate_run(
+        args.run_dir,
+        data=args.data,
+        data_dir=args.data_dir,
+        device=args.device,
+        protocols=args.protocol,
+        knn_k=args.knn_k,
+        seed=args.seed,
+        raw=not args.no_raw,
+        cache_features=args.cache_features,
+        finetune_args=args.finetune_set,
+    )
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    from rich.console import Console
-    from rich.table import Table
-    raw = not args.no_raw_pixels
+    raw = not args.no_raw
     table = Table(title=f"{result['run_dir']}: {result['method']} on {result['dataset']}")
-    for column in ("protocol", "measure", "encoder") + (("raw pixels",) if raw else ()):
+    for column in ("protocol", "measure", "encoder") + ((result["raw_name"],) if raw else ()):
         table.add_column(column, justify="left" if column in ("protocol", "measure") else "right")
-
-    def row(protocol, measure, value, baseline=None, fmt="{:.4f}"):
-        cells = [protocol, measure, fmt.format(value) if value is not None else "-"]
-        if raw:
-            cells.append(fmt.format(baseline) if baseline is not None else "-")
-        table.add_row(*cells)
-
-    r = result
-    if "knn" in r["protocols"]:
-        row(f"kNN weighted k={r['knn']['k']} T={r['knn']['t']}", "top-1", r["knn_top1"], r.get("knn_top1_raw_pixels"))
-        row(f"kNN majority k={r['knn']['majority_k']}", "top-1", r["knn_majority_top1"],
-            r.get("knn_majority_top1_raw_pixels"))
-    if "linear" in r["protocols"]:
-        wd = f"{r['linear']['weight_decay']:.0e}"
-        if "raw_pixels" in r["linear"]:
-            wd += f", {r['linear']['raw_pixels']['weight_decay']:.0e}"
-        row(f"linear (wd {wd})", "top-1", r["linear_top1"], r.get("linear_top1_raw_pixels"))
-    if "lowshot" in r["protocols"]:
-        from .evaluate.lowshot import DEFAULT_FRACTIONS, fraction_key, fraction_name
-        for f in DEFAULT_FRACTIONS:
-            key = f"lowshot_{fraction_key(f)}_top1"
-            pm = "{0[0]:.4f} ± {0[1]:.4f}"
-            base = (r[f"{key}_raw_pixels"], r[f"{key}_std_raw_pixels"]) if f"{key}_raw_pixels" in r else None
-            row(f"low-shot {fraction_name(f)}: {r['lowshot'][fraction_name(f)]['n']} labels", "top-1",
-                (r[key], r[f"{key}_std"]), base, fmt=pm)
-    if "cluster" in r["protocols"]:
-        for measure, label in (("acc", "accuracy"), ("nmi", "NMI"), ("ari", "ARI")):
-            row(f"k-means k={r['cluster']['k']}", label, r[f"cluster_{measure}"],
-                r.get(f"cluster_{measure}_raw_pixels"))
-    if "finetune" in r["protocols"]:
-        ft = r["finetune"]
-        what = f"{ft['n_fit'] + ft['n_held_out']} labels, {ft['settings']['epochs']} epochs"
-        row(f"fine-tuning ({what}, best epoch {ft['best_epoch']} on {ft['n_held_out']} held-out)", "top-1",
-            r["finetune_top1"])
-        if "random_init" in ft:
-            row(f"fine-tuning from random init ({what}, best epoch {ft['random_init']['best_epoch']})", "top-1",
-                r["finetune_top1_random_init"])
+    for row in result_rows(result):
+        value, baseline = row.cells()
+        table.add_row(row.protocol, row.measure, value, *((baseline,) if raw else ()))
     Console().print(table)
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in result["seconds"].items())
     d = result["data"]
     seeds = f", low-shot mean ± std over {len(result['lowshot']['seeds'])} seeds" if "lowshot" in result else ""
-    print(f"{d['n_train']} train / {d['n_test']} test images, {d['feature_dim']}-d features{seeds}; {timing}")
+    print(f"{d['n_train']} train / {d['n_test']} test samples, {d['feature_dim']}-d features{seeds}; {timing}")
     return 0
 
 
 def _cmd_embed(args) -> int:
     from .encoder import embed
-    from .train import resolve_device
-    array = embed(args.run_dir, args.data, split=args.split, out=args.out, data_dir=args.data_dir,
-                  device=resolve_device(args.device))
+
+    array = embed(args.run_dir, args.data, split=args.split, out=args.out, data_dir=args.data_dir, device=args.device)
     print(f"wrote {array.shape[0]} embeddings of dimension {array.shape[1]} to {args.out}")
     return 0
 
 
 def _cmd_report(args) -> int:
+    from .device import resolve_device
     from .report import write_report
-    from .train import resolve_device
+
     path = write_report(args.run_dirs, out=args.out, device=resolve_device(args.device))
     print(f"wrote {path}")
     return 0
 
 
 def _cmd_data(args) -> int:
-    from .data import describe_sources
+    from .data.sources import describe_sources
+
     for source in describe_sources(args.data_dir):
         state = "available" if source["available"] else "not found"
         print(f"{source['name']:<15} {state:<10} {source['location']}  {source.get('note', '')}".rstrip())
@@ -282,20 +312,25 @@ def _cmd_data(args) -> int:
 
 
 def _cmd_methods(args) -> int:
-    from .methods import METHODS
+    from .methods import METHODS, fits
+    from .modalities import MODALITIES
+
     for name, cls in METHODS.items():
-        print(f"{name:<12} {cls.paper}")
+        data = ", ".join(m for m, modality in MODALITIES.items() if fits(cls, modality))
+        print(f"{name:<12} {cls.paper}  [{data}]")
     return 0
 
 
 def _cmd_recipes(args) -> int:
     from .config import recipe_names
+
     print("\n".join(recipe_names()))
     return 0
 
 
 def _stamp(prefix: str) -> str:
     import time
+
     return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 

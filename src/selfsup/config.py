@@ -13,11 +13,11 @@ type is a :class:`~selfsup.errors.UsageError` naming the valid keys, closest fir
 The resolved config (with the method's full view recipes and arguments written out) is saved as
 ``config.yaml`` in the run folder and loads back to the same config.
 """
+
 from __future__ import annotations
 
 import copy
 import dataclasses
-import typing
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -25,70 +25,81 @@ from typing import Any
 
 import yaml
 
-from .augment.views import ViewConfig
-from .errors import UsageError, closest_first, unknown
+from .backbones import FAMILIES, family_of
+from .coerce import coerce_fields, coerce_value
+from .errors import UsageError, unknown
+from .methods import METHODS, check_fits
+from .modalities import Modality, modality_of
 
 
 @dataclass
 class DataConfig:
-    name: str = "digits"              # digits | fashion-mnist | folder:PATH | npy:PATH | npz:PATH
-    data_dir: typing.Optional[str] = None
-    skip_bad: bool = False            # folder: skip unreadable images instead of stopping
-    placement: str = "auto"           # auto | device | host: where the uint8 dataset lives
-    subset: int = 0                   # train on a fixed random subset of this many images (0: all)
+    name: str = "digits"  # a source: digits | fashion-mnist | folder:PATH | ... (`selfsup data`)
+    data_dir: str | None = None
+    skip_bad: bool = False  # folder: skip unreadable images instead of stopping
+    placement: str = "auto"  # auto | device | host: where the training split lives
+    subset: int = 0  # train on a fixed random subset of this many samples (0: all)
+    target: str | None = None  # the label column of a table, for evaluation only
+    options: dict = field(default_factory=dict)  # the source's own settings (e.g. a table's column types)
 
 
 @dataclass
 class AugmentConfig:
-    size: int = 32                    # view size used by the method's default views
-    channels: int = 3                 # channels the model sees; grayscale data is replicated to 3
-    common: dict = field(default_factory=dict)   # ViewConfig overrides applied to every view
-    views: list = field(default_factory=list)    # per-view ViewConfig overrides, in order
+    size: int = 32  # images: the view size of the method's default views
+    channels: int = 3  # images: channels the model sees; grayscale data is replicated to 3
+    common: dict = field(default_factory=dict)  # view-setting overrides applied to every view
+    views: list = field(default_factory=list)  # per-view overrides, in order
 
 
 @dataclass
 class ModelConfig:
-    backbone: str = "resnet18"
-    stem: str = "cifar"
-    zero_init_residual: bool = False
-    # Vision transformers only (ignored by ResNets):
-    patch_size: int = 0               # 0: the preset's rule for the image size (4 at 32 px, 2 at 16 px)
-    pool: str = "cls"                 # cls | mean: which output is the representation
-    pos_embed: str = "sincos"         # sincos (fixed 2-D) | learned
-    drop_path: float = 0.0            # stochastic depth at the last block (linear from 0; DeiT/DINO: 0.1)
+    """``backbone`` and its family's own options (``model.stem`` for ResNets, ``model.patch_size``
+    for ViTs ...; see :mod:`selfsup.backbones`), read as attributes of this section."""
+
+    backbone: str = "auto"  # a backbone name; auto: the data's modality's default
+    options: Any = None  # the family's options dataclass
+
+    def __getattr__(self, name: str):
+        options = self.__dict__.get("options")
+        if options is not None and name in {f.name for f in fields(options)}:
+            return getattr(options, name)
+        raise AttributeError(f"model has no option {name!r}")
+
+    def to_dict(self) -> dict:
+        return {"backbone": self.backbone, **(asdict(self.options) if self.options is not None else {})}
 
 
 @dataclass
 class OptimConfig:
-    name: str = "lars"                # sgd | lars | adamw
-    lr: float = 1.0                   # per 256 images: the peak is lr * batch_size / 256
+    name: str = "lars"  # sgd | lars | adamw
+    lr: float = 1.0  # per 256 images: the peak is lr * batch_size / 256
     weight_decay: float = 1e-5
     momentum: float = 0.9
     lars_eta: float = 0.02
     exclude_bias_norm: bool = True
     warmup_epochs: float = 10.0
     final_lr_ratio: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)   # adamw only (MAE: 0.9, 0.95)
+    betas: tuple[float, float] = (0.9, 0.999)  # adamw only (MAE: 0.9, 0.95)
     final_weight_decay: float = -1.0  # >= 0: cosine schedule weight_decay -> this (DINO: 0.04 -> 0.4)
-    clip_grad: float = 0.0            # > 0: clip the global gradient norm to this (DINO: 3.0)
+    clip_grad: float = 0.0  # > 0: clip the global gradient norm to this (DINO: 3.0)
 
 
 @dataclass
 class TrainConfig:
     epochs: int = 100
     batch_size: int = 256
-    device: str = "auto"              # auto | cpu | cuda | cuda:N
-    precision: str = "auto"           # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32 | fp64 (numerical checks)
-    channels_last: str = "auto"       # auto (on CUDA) | true | false
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32 | fp64 (numerical checks)
+    channels_last: str = "auto"  # auto (on CUDA) | true | false
     compile: bool = False
-    cudnn_benchmark: bool = True      # CUDA: let cuDNN time its convolution algorithms for the fixed step shapes
-    log_every: int = 50               # steps between logged metrics (one host sync each)
-    checkpoint_every: int = 10        # epochs between checkpoints (and always at the end)
-    knn_every: int = 0                # epochs between online kNN evaluations (0: only at the end)
-    stop_after: int = 0               # stop this invocation after N epochs; continue with --resume
-    threads: int = 0                  # CPU threads for torch (0: torch's default)
-    sync_bn: str = "auto"             # several processes: BatchNorm over the global batch (auto: as the paper)
-    dist_timeout: float = 600.0       # seconds before a collective waiting on a lost process fails
+    cudnn_benchmark: bool = True  # CUDA: let cuDNN time its convolution algorithms for the fixed step shapes
+    log_every: int = 50  # steps between logged metrics (one host sync each)
+    checkpoint_every: int = 10  # epochs between checkpoints (and always at the end)
+    knn_every: int = 0  # epochs between online kNN evaluations (0: only at the end)
+    stop_after: int = 0  # stop this invocation after N epochs; continue with --resume
+    threads: int = 0  # CPU threads for torch (0: torch's default)
+    sync_bn: str = "auto"  # several processes: BatchNorm over the global batch (auto: as the paper)
+    dist_timeout: float = 600.0  # seconds before a collective waiting on a lost process fails
 
 
 @dataclass
@@ -96,13 +107,13 @@ class EvalConfig:
     knn_k: int = 200
     knn_t: float = 0.1
     batch_size: int = 1024
-    diagnose_every: int = 1           # epochs between collapse diagnostics on a fixed probe batch (0: never)
-    probe_size: int = 512             # images in the probe batch
-    min_rank_fraction: float = 0.02   # collapse alarm: RankMe below this fraction of min(batch, dim)
-    min_std_ratio: float = 0.1        # collapse alarm: normalised-embedding std x sqrt(d) below this
-    stop_on_collapse: bool = False    # stop the run (after a checkpoint) when the alarm rings
-    online: bool = True               # online linear probe and kNN on the training batches' features
-    online_knn_size: int = 4096       # feature bank of the online kNN
+    diagnose_every: int = 1  # epochs between collapse diagnostics on a fixed probe batch (0: never)
+    probe_size: int = 512  # images in the probe batch
+    min_rank_fraction: float = 0.02  # collapse alarm: RankMe below this fraction of min(batch, dim)
+    min_std_ratio: float = 0.1  # collapse alarm: normalised-embedding std x sqrt(d) below this
+    stop_on_collapse: bool = False  # stop the run (after a checkpoint) when the alarm rings
+    online: bool = True  # online linear probe and kNN on the training batches' features
+    online_knn_size: int = 4096  # feature bank of the online kNN
 
 
 @dataclass
@@ -112,19 +123,32 @@ class Config:
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)  # resolved by _resolve_model
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        tree = {f.name: getattr(self, f.name) for f in fields(self)}
+        tree = {
+            k: (v.to_dict() if isinstance(v, ModelConfig) else asdict(v) if dataclasses.is_dataclass(v) else v)
+            for k, v in tree.items()
+        }
+        return copy.deepcopy(tree)
 
-    def view_configs(self) -> list[ViewConfig]:
-        return [ViewConfig(**_coerce_fields(ViewConfig, v, "augment.views")) for v in self.augment.views]
+    @property
+    def modality(self) -> Modality:
+        """The kind of data ``data.name`` is (from the spec alone; nothing is read)."""
+        return modality_of(self.data.name)
+
+    def view_configs(self) -> list:
+        """The resolved views, as the modality's view settings dataclasses."""
+        vc = self.modality.view_config
+        return [vc(**coerce_fields(vc, v, "augment.views")) for v in self.augment.views]
 
 
 # ----------------------------------------------------------------------------------------- recipes
+
 
 def recipe_names() -> list[str]:
     folder = resources.files("selfsup") / "recipes"
@@ -135,8 +159,9 @@ def read_recipe(name_or_path: str) -> dict:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
-            raise UsageError(f"recipe file {name_or_path} does not exist; give a YAML file or one of: "
-                             + ", ".join(recipe_names()))
+            raise UsageError(
+                f"recipe file {name_or_path} does not exist; give a YAML file or one of: " + ", ".join(recipe_names())
+            )
         text = path.read_text()
     else:
         names = recipe_names()
@@ -153,6 +178,7 @@ def read_recipe(name_or_path: str) -> dict:
 
 
 # ----------------------------------------------------------------------------------------- merging
+
 
 def parse_set(item: str) -> tuple[list[str], Any]:
     """``"optim.lr=0.5"`` -> (["optim", "lr"], 0.5)."""
@@ -171,7 +197,7 @@ def _set_path(tree: dict, path: list[str], value: Any, where: str) -> None:
     node = tree
     for depth, key in enumerate(path):
         last = depth == len(path) - 1
-        dotted = ".".join(path[:depth + 1])
+        dotted = ".".join(path[: depth + 1])
         if isinstance(node, list):
             if not key.isdigit():
                 raise UsageError(f"{where}: {dotted} must be a list index")
@@ -200,93 +226,76 @@ def _merge(base: dict, update: dict) -> None:
 
 # ------------------------------------------------------------------------------------- validation
 
-def coerce_value(value: Any, tp: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin is typing.Union:  # Optional[X]
-        if value is None:
-            return None
-        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
-        return coerce_value(value, inner, key)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "5e-4" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif tp is str:
-        if isinstance(value, bool):  # YAML reads true/false as booleans; "auto | true | false" keys want the word
-            return "true" if value else "false"
-        if isinstance(value, (str, int, float)):
-            return str(value)
-    elif origin is tuple:
-        args = typing.get_args(tp)
-        if isinstance(value, (list, tuple)) and len(value) == len(args):
-            return tuple(coerce_value(v, a, key) for v, a in zip(value, args))
-    elif tp in (dict, list) or origin in (dict, list):
-        if isinstance(value, (origin or tp)):
-            return value
-    else:
-        raise AssertionError(f"unsupported config type {tp} for {key}")
-    raise UsageError(f"config key {key} expects {getattr(tp, '__name__', tp)}, got {value!r}")
 
-
-def _coerce_fields(cls: type, data: Any, prefix: str) -> dict:
-    """Validate ``data`` (a mapping) against the dataclass ``cls``; returns coerced keyword args."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise UsageError(f"config section {prefix} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in fields(cls)]
-    out = {}
-    for key, value in data.items():
-        if key not in hints:
-            where = f"{prefix}.{key}" if prefix else key
-            raise UsageError(f"unknown config key {where!r}; valid keys{' in ' + prefix if prefix else ''}: "
-                             + ", ".join(closest_first(str(key), names)))
-        sub = f"{prefix}.{key}" if prefix else key
-        tp = hints[key]
-        if dataclasses.is_dataclass(tp):
-            out[key] = tp(**_coerce_fields(tp, value, sub))
+def _resolve_model(tree: Any, modality: Modality, legacy: bool = False) -> ModelConfig:
+    """The ``model`` section: ``backbone`` (``auto``: the modality's default) and the options of
+    its family, checked against that family. ``legacy``: a run folder's config written before
+    backbones had families, which lists every family's options; the others' are dropped."""
+    tree = dict(tree or {}) if isinstance(tree, dict) or tree is None else tree
+    if not isinstance(tree, dict):
+        raise UsageError(f"config section model must be a mapping, got {tree!r}")
+    name = coerce_value(tree.pop("backbone", "auto"), str, "model.backbone")
+    if name == "auto":
+        name = modality.default_backbone
+    family = family_of(name)
+    if modality.name not in family.modalities:
+        fitting = [n for f in FAMILIES.values() if modality.name in f.modalities for n in f.members]
+        raise UsageError(
+            f"backbone {name} takes {', '.join(family.modalities)} data, not {modality.name}; "
+            f"backbones for {modality.name} data: {', '.join(fitting)}"
+        )
+    own = {f.name for f in fields(family.options)}
+    for key in [k for k in tree if k not in own]:
+        other = next((f for f in FAMILIES.values() if key in {g.name for g in fields(f.options)}), None)
+        if other is None:
+            continue  # an unknown key: parse_options names it
+        # A shipped recipe's ResNet options under --set model.backbone=vit-tiny, or a run config
+        # written when the model section listed every family's options: ignored while they are
+        # that family's defaults (they would change nothing), an error otherwise.
+        default = getattr(other.options(), key)
+        if legacy or tree[key] == default or (isinstance(default, tuple) and list(default) == tree[key]):
+            del tree[key]
         else:
-            out[key] = coerce_value(value, tp, sub)
-    return out
+            raise UsageError(
+                f"model.{key} is an option of the {other.name} backbones, not of {name}; "
+                f"drop it or choose a {other.name} backbone"
+            )
+    return ModelConfig(name, family.parse_options(tree))
 
 
 def _resolve_method(cfg: Config) -> None:
-    """Fill in the method's arguments and view recipes and check both."""
-    from .methods import METHODS
+    """Fill in the method's arguments and the modality's views for its plan, and check both."""
     if cfg.method not in METHODS:
         raise unknown("method", cfg.method, METHODS)
     method = METHODS[cfg.method]
-    args = method.Args(**_coerce_fields(method.Args, cfg.method_args, f"method_args ({cfg.method})"))
+    modality = cfg.modality
+    check_fits(method, modality)
+    args = method.Args(**coerce_fields(method.Args, cfg.method_args, f"method_args ({cfg.method})"))
     cfg.method_args = asdict(args)
-    defaults = method.default_views(cfg.augment.size, args)
+    defaults = modality.default_views(method.view_plan(args), cfg.augment)
     if len(cfg.augment.views) > len(defaults):
-        raise UsageError(f"augment.views has {len(cfg.augment.views)} entries but {cfg.method} uses "
-                         f"{len(defaults)} views")
-    common = _coerce_fields(ViewConfig, cfg.augment.common, "augment.common")
+        raise UsageError(
+            f"augment.views has {len(cfg.augment.views)} entries but {cfg.method} uses {len(defaults)} views"
+        )
+    vc = modality.view_config
+    common = coerce_fields(vc, cfg.augment.common, "augment.common")
     views = []
     for i, view in enumerate(defaults):
         own = cfg.augment.views[i] if i < len(cfg.augment.views) else {}
-        own = _coerce_fields(ViewConfig, own, f"augment.views.{i}")
+        own = coerce_fields(vc, own, f"augment.views.{i}")
         views.append(asdict(dataclasses.replace(view, **{**common, **own})))
     cfg.augment.views = views
     cfg.augment.common = {}
-    if cfg.augment.channels not in (1, 3):
-        raise UsageError(f"augment.channels must be 1 or 3, got {cfg.augment.channels}")
+    modality.check_config(cfg)
+
+
+def _config_from_tree(tree: dict, legacy: bool = False) -> Config:
+    """A Config from a merged tree: every section checked, the model against the data's modality."""
+    tree = dict(tree)
+    model = tree.pop("model", None)
+    cfg = Config(**coerce_fields(Config, tree, ""))
+    cfg.model = _resolve_model(model, cfg.modality, legacy)
+    return cfg
 
 
 def build_config(recipe: str | None = None, sets: list[str] = (), **flags: Any) -> Config:
@@ -294,7 +303,7 @@ def build_config(recipe: str | None = None, sets: list[str] = (), **flags: Any) 
 
     ``flags`` use the CLI's names: method, data, epochs, batch_size, device, data_dir.
     """
-    tree = asdict(Config())
+    tree = Config().to_dict()
     flags = {k: v for k, v in flags.items() if v is not None}
     if recipe is None:  # the shipped recipe for this method and data, when there is one
         guess = f"{flags.get('method', 'byol')}-{flags.get('data', 'digits')}"
@@ -304,14 +313,19 @@ def build_config(recipe: str | None = None, sets: list[str] = (), **flags: Any) 
     for item in sets:
         path, value = parse_set(item)
         _set_path(tree, path, value, "--set")
-    placements = {"method": ("method",), "data": ("data", "name"), "data_dir": ("data", "data_dir"),
-                  "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"),
-                  "device": ("train", "device")}
+    placements = {
+        "method": ("method",),
+        "data": ("data", "name"),
+        "data_dir": ("data", "data_dir"),
+        "epochs": ("train", "epochs"),
+        "batch_size": ("train", "batch_size"),
+        "device": ("train", "device"),
+    }
     for name, value in flags.items():
         if name not in placements:
             raise AssertionError(f"unknown flag {name}")
         _set_path(tree, list(placements[name]), value, f"--{name.replace('_', '-')}")
-    cfg = Config(**_coerce_fields(Config, tree, ""))
+    cfg = _config_from_tree(tree)
     _resolve_method(cfg)
     _check_ranges(cfg)
     return cfg
@@ -344,7 +358,7 @@ def _check_ranges(cfg: Config) -> None:
 def load_run_config(path: str | Path) -> Config:
     """The resolved config saved in a run folder."""
     tree = yaml.safe_load(Path(path).read_text())
-    cfg = Config(**_coerce_fields(Config, tree, ""))
+    cfg = _config_from_tree(tree, legacy=True)
     _resolve_method(cfg)
     return cfg
 

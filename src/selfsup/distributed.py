@@ -22,6 +22,7 @@ Collectives time out after ``train.dist_timeout`` seconds, so a rank that dies o
 job with an error instead of a hang; ``torchrun`` also stops the other ranks when one exits with an
 error, and shows which one.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -211,8 +212,15 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or world_size() == 1:
             return nn.functional.batch_norm(
-                x, self.running_mean, self.running_var, self.weight, self.bias,
-                self.training or self.running_mean is None, self.momentum or 0.0, self.eps)
+                x,
+                self.running_mean,
+                self.running_var,
+                self.weight,
+                self.bias,
+                self.training or self.running_mean is None,
+                self.momentum or 0.0,
+                self.eps,
+            )
         dims = [0] + list(range(2, x.dim()))
         shape = [1, -1] + [1] * (x.dim() - 2)
         xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # float32 at least
@@ -261,6 +269,8 @@ def _convert(module: nn.Module, cls: type, memo: dict) -> nn.Module:
 def check_batch(batch_size: int, ctx: Context) -> int:
     """The per-rank batch of a global ``batch_size``."""
     if batch_size % ctx.world_size:
-        raise UsageError(f"train.batch_size ({batch_size}) is the global batch and must divide evenly over "
-                         f"{ctx.world_size} processes; choose a multiple of {ctx.world_size}")
+        raise UsageError(
+            f"train.batch_size ({batch_size}) is the global batch and must divide evenly over "
+            f"{ctx.world_size} processes; choose a multiple of {ctx.world_size}"
+        )
     return batch_size // ctx.world_size

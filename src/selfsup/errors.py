@@ -4,10 +4,11 @@ Everything a user can get wrong (an unknown name, a missing file, a bad config k
 :class:`UsageError` at the boundary where it is detected. The CLI prints its message as one line
 and exits with status 2; library callers get an ordinary exception they can catch.
 """
+
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+from collections.abc import Iterable
 
 
 class UsageError(Exception):
@@ -37,3 +38,9 @@ def unknown(kind: str, name: str, choices: Iterable[str]) -> UsageError:
     """``unknown 'method' 'byl'; choose one of: byol, ...`` with the closest match first."""
     ordered = closest_first(name, choices)
     return UsageError(f"unknown {kind} {name!r}; choose one of: {', '.join(ordered)}")
+
+
+class Interrupted(Exception):
+    """Training was stopped by a signal after a checkpoint was written."""
+
+    exit_code = 130

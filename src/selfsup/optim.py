@@ -8,6 +8,7 @@
   ``final_ratio`` of it. The peak is ``lr * batch_size / 256`` (Goyal et al. 2017 linear scaling),
   the convention of every method paper here.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,10 @@ def param_groups(model: nn.Module, weight_decay: float, exclude_bias_norm: bool 
             continue
         (plain if exclude_bias_norm and p.ndim <= 1 else decay).append(p)
     # "decayed" marks the group a weight-decay schedule (set_weight_decay) applies to.
-    return [{"params": decay, "weight_decay": weight_decay, "lars": True, "decayed": True},
-            {"params": plain, "weight_decay": 0.0, "lars": False, "decayed": False}]
+    return [
+        {"params": decay, "weight_decay": weight_decay, "lars": True, "decayed": True},
+        {"params": plain, "weight_decay": 0.0, "lars": False, "decayed": False},
+    ]
 
 
 class LARS(torch.optim.Optimizer):
@@ -37,8 +40,7 @@ class LARS(torch.optim.Optimizer):
     Groups with ``lars=False`` are plain SGD with momentum (and their own weight decay).
     """
 
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                 eta: float = 0.001):
+    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.001):
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars=True))
 
     @torch.no_grad()
@@ -71,9 +73,17 @@ class LARS(torch.optim.Optimizer):
             torch._foreach_add_(bufs, grads)
             torch._foreach_add_(params, bufs, alpha=-group["lr"])
 
-def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float, momentum: float = 0.9,
-                    lars_eta: float = 0.02, exclude_bias_norm: bool = True,
-                    betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
+
+def build_optimizer(
+    name: str,
+    model: nn.Module,
+    lr: float,
+    weight_decay: float,
+    momentum: float = 0.9,
+    lars_eta: float = 0.02,
+    exclude_bias_norm: bool = True,
+    betas: tuple[float, float] = (0.9, 0.999),
+) -> torch.optim.Optimizer:
     groups = param_groups(model, weight_decay, exclude_bias_norm)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum)

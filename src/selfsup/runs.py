@@ -11,6 +11,7 @@ RUN/
 Files that must never be seen half-written are written to a temporary file in the same folder,
 flushed to disk and renamed over the old one, so a crash leaves either the old or the new file.
 """
+
 from __future__ import annotations
 
 import io
@@ -25,7 +26,8 @@ import torch
 
 from .errors import UsageError
 
-ENCODER_FORMAT = "selfsup-encoder/1"
+ENCODER_FORMAT = "selfsup-encoder/2"  # /2: modality and backbone options recorded; /1 (images only) is read too
+ENCODER_FORMATS = ("selfsup-encoder/1", ENCODER_FORMAT)
 
 
 class RunFolder:
@@ -38,7 +40,7 @@ class RunFolder:
     encoder = property(lambda self: self.path / "encoder.pt")
     summary = property(lambda self: self.path / "summary.json")
 
-    def create(self) -> "RunFolder":
+    def create(self) -> RunFolder:
         (self.path / "checkpoints").mkdir(parents=True, exist_ok=True)
         return self
 
@@ -48,15 +50,17 @@ class RunFolder:
             raise UsageError(f"run folder {self.path} does not exist")
         target = getattr(self, what)
         if not target.is_file():
-            hint = {"encoder": "the run has not finished; continue it with: selfsup train --resume "
-                               f"{self.path}",
-                    "checkpoint": "nothing to resume from: the run wrote no checkpoint yet",
-                    "config": "this is not a selfsup run folder"}[what]
+            hint = {
+                "encoder": f"the run has not finished; continue it with: selfsup train --resume {self.path}",
+                "checkpoint": "nothing to resume from: the run wrote no checkpoint yet",
+                "config": "this is not a selfsup run folder",
+            }[what]
             raise UsageError(f"{target} is missing: {hint}")
         return target
 
     def read_summary(self) -> dict:
-        return json.loads(self.summary.read_text()) if self.summary.is_file() else {}
+        """The summary, with the keys of older versions under their current names."""
+        return upgrade_keys(json.loads(self.summary.read_text())) if self.summary.is_file() else {}
 
     def update_summary(self, **values: Any) -> dict:
         summary = {**self.read_summary(), **values}
@@ -71,6 +75,26 @@ class RunFolder:
         if not self.metrics.is_file():
             return []
         return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
+
+
+# Renamed keys: summaries written before the modality seam named the raw-input baseline after pixels.
+_RENAMED_SUFFIXES = (("_raw_pixels", "_raw"),)
+_RENAMED_KEYS = {"raw_pixels": "raw"}
+
+
+def upgrade_keys(tree):
+    """``tree`` (a summary or a part of one) with old key names replaced by the current ones."""
+    if isinstance(tree, list):
+        return [upgrade_keys(v) for v in tree]
+    if not isinstance(tree, dict):
+        return tree
+    out = {}
+    for key, value in tree.items():
+        for old, new in _RENAMED_SUFFIXES:
+            if key.endswith(old):
+                key = key[: -len(old)] + new
+        out[_RENAMED_KEYS.get(key, key)] = upgrade_keys(value)
+    return out
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

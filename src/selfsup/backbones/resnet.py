@@ -8,10 +8,16 @@ self-supervised work on small images uses.
 
 The classifier is omitted: ``forward`` returns the globally pooled features, ``feature_dim`` wide.
 """
+
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from ..errors import unknown
+from .registry import Family, register
 
 
 class BasicBlock(nn.Module):
@@ -65,16 +71,27 @@ def _shortcut(cin: int, cout: int, stride: int) -> nn.Module:
 class ResNet(nn.Module):
     """A ResNet trunk: stem, one stage per entry of ``layers``, global average pooling."""
 
-    def __init__(self, block: type, layers: list[int], widths: list[int], in_channels: int = 3,
-                 stem: str = "cifar", zero_init_residual: bool = False):
+    def __init__(
+        self,
+        block: type,
+        layers: list[int],
+        widths: list[int],
+        in_channels: int = 3,
+        stem: str = "cifar",
+        zero_init_residual: bool = False,
+    ):
         super().__init__()
         if stem == "cifar":
-            self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False),
-                                      nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)
+            )
         elif stem == "imagenet":
-            self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 7, 2, 3, bias=False),
-                                      nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True),
-                                      nn.MaxPool2d(3, 2, 1))
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, widths[0], 7, 2, 3, bias=False),
+                nn.BatchNorm2d(widths[0]),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(3, 2, 1),
+            )
         else:
             raise ValueError(f"stem must be 'cifar' or 'imagenet', not {stem!r}")
         stages, cin = [], widths[0]
@@ -97,3 +114,37 @@ class ResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.stages(self.stem(x)).mean(dim=(2, 3)), 1)
+
+
+STEMS = ("cifar", "imagenet")
+_WIDE = [64, 128, 256, 512]
+PRESETS = {
+    "resnet18": (BasicBlock, [2, 2, 2, 2], _WIDE),
+    "resnet34": (BasicBlock, [3, 4, 6, 3], _WIDE),
+    "resnet50": (Bottleneck, [3, 4, 6, 3], _WIDE),
+    # For 8x8 and 16x16 inputs (the digits demo): three stages, 8 -> 4 -> 2 at 8x8, 128-d features.
+    "resnet-small": (BasicBlock, [1, 1, 1], [32, 64, 128]),
+}
+
+
+@dataclass
+class ResNetOptions:
+    stem: str = "cifar"  # cifar (3x3 conv, stride 1, no max-pool) | imagenet (7x7/2 conv + max-pool)
+    zero_init_residual: bool = False  # each block starts as the identity (Goyal et al. 2017)
+
+
+def build(name: str, input_spec: dict, options: ResNetOptions) -> ResNet:
+    if options.stem not in STEMS:
+        raise unknown("stem", options.stem, STEMS)
+    block, layers, widths = PRESETS[name]
+    return ResNet(
+        block,
+        layers,
+        widths,
+        in_channels=input_spec["channels"],
+        stem=options.stem,
+        zero_init_residual=options.zero_init_residual,
+    )
+
+
+register(Family("resnet", tuple(PRESETS), ResNetOptions, build, ("image",)))

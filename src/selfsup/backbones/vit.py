@@ -25,15 +25,18 @@ Presets (``build_vit``): ``vit-tiny`` (D=192, depth 12, 3 heads; DeiT-Ti), ``vit
 6; DeiT-S), ``vit-base`` (768, 12, 12; ViT-B). ``patch_size=0`` picks 4 for images of 32 px and
 more, 2 below (the 16x16 digits), i.e. 8x8 tokens in both cases.
 """
+
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UsageError
+from .registry import Family, register
 
 PRESETS = {
     "vit-tiny": dict(embed_dim=192, depth=12, num_heads=3),
@@ -61,15 +64,16 @@ def unpatchify(patches: torch.Tensor, p: int, channels: int) -> torch.Tensor:
     n, length, dim = patches.shape
     g = math.isqrt(length)
     if g * g != length or dim != p * p * channels:
-        raise ValueError(f"cannot unpatchify {length} patches of {dim} values as a square image of "
-                         f"{p}x{p}x{channels} patches")
+        raise ValueError(
+            f"cannot unpatchify {length} patches of {dim} values as a square image of {p}x{p}x{channels} patches"
+        )
     x = patches.reshape(n, g, g, p, p, channels).permute(0, 5, 1, 3, 2, 4)  # n, c, gh, p, gw, p
     return x.reshape(n, channels, g * p, g * p)
 
 
 def _sincos_1d(dim: int, positions: torch.Tensor) -> torch.Tensor:
     omega = torch.arange(dim // 2, dtype=torch.float64) / (dim / 2.0)
-    omega = 1.0 / 10000 ** omega
+    omega = 1.0 / 10000**omega
     out = positions.reshape(-1).to(torch.float64)[:, None] * omega[None, :]
     return torch.cat([torch.sin(out), torch.cos(out)], dim=1)
 
@@ -161,9 +165,19 @@ class VisionTransformer(nn.Module):
     three steps themselves (``encode(tokens, keep)`` drops tokens before the blocks).
     """
 
-    def __init__(self, in_channels: int, image_size: int, patch_size: int, embed_dim: int, depth: int,
-                 num_heads: int, mlp_ratio: float = 4.0, pool: str = "cls", pos_embed: str = "sincos",
-                 drop_path: float = 0.0):
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: int,
+        patch_size: int,
+        embed_dim: int,
+        depth: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        pool: str = "cls",
+        pos_embed: str = "sincos",
+        drop_path: float = 0.0,
+    ):
         super().__init__()
         _check(image_size, patch_size, pool, pos_embed)
         self.in_channels, self.image_size, self.patch_size = in_channels, image_size, patch_size
@@ -186,8 +200,9 @@ class VisionTransformer(nn.Module):
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         nn.init.zeros_(self.patch_embed.bias)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
-        self.spec = {"name": None, "in_channels": in_channels, "image_size": image_size,
-                     "patch_size": patch_size, "pool": pool, "pos_embed": pos_embed}
+        # What rebuilds this model with the input spec (see backbones.registry); the patch size is
+        # the resolved one, and set_drop_path keeps drop_path current.
+        self.spec = {"name": None, "options": {"patch_size": patch_size, "pool": pool, "pos_embed": pos_embed}}
         self.set_drop_path(drop_path)
 
     def set_drop_path(self, rate: float) -> None:
@@ -196,7 +211,7 @@ class VisionTransformer(nn.Module):
             raise UsageError(f"drop_path must be in [0, 1), got {rate}")
         for i, block in enumerate(self.blocks):
             block.drop_path = rate * i / max(1, len(self.blocks) - 1)
-        self.spec["drop_path"] = rate  # the spec rebuilds what the model now does (teachers: 0)
+        self.spec["options"]["drop_path"] = rate  # the spec rebuilds what the model now does (teachers: 0)
 
     def embed(self, x: torch.Tensor, add_pos: bool = True) -> torch.Tensor:
         """Patch tokens (N, L, D) in row-major order, with the position embedding when ``add_pos``.
@@ -217,8 +232,13 @@ class VisionTransformer(nn.Module):
         pe = F.interpolate(pe.float(), size=(rows, cols), mode="bicubic", align_corners=False)
         return pe.flatten(2).transpose(1, 2).to(self.pos_embed.dtype)
 
-    def encode(self, tokens: torch.Tensor, keep: torch.Tensor | None = None, cls: bool = True,
-               attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(
+        self,
+        tokens: torch.Tensor,
+        keep: torch.Tensor | None = None,
+        cls: bool = True,
+        attn_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Transformer on patch tokens (N, L, D) -> (N, [1 +] K, D).
 
         ``keep``: LongTensor (N, K) of patch indices; only those tokens are gathered (in that order)
@@ -259,8 +279,10 @@ def _check(image_size: int, patch_size: int, pool: str, pos_embed: str) -> None:
     if pos_embed not in POS_EMBEDS:
         raise UsageError(f"unknown ViT pos_embed {pos_embed!r}; choose one of: {', '.join(POS_EMBEDS)}")
     if patch_size <= 0 or image_size % patch_size:
-        raise UsageError(f"ViT patch size {patch_size} does not divide the image size {image_size}; set "
-                         "model.patch_size to a divisor of augment.size (or 0 for the default)")
+        raise UsageError(
+            f"ViT patch size {patch_size} does not divide the image size {image_size}; set "
+            "model.patch_size to a divisor of augment.size (or 0 for the default)"
+        )
 
 
 def default_patch_size(image_size: int) -> int:
@@ -268,14 +290,37 @@ def default_patch_size(image_size: int) -> int:
     return 4 if image_size >= 32 else 2
 
 
-def build_vit(name: str, in_channels: int = 3, image_size: int = 32, patch_size: int = 0, pool: str = "cls",
-              pos_embed: str = "sincos", drop_path: float = 0.0) -> VisionTransformer:
-    if name not in PRESETS:
-        from ..errors import unknown
-        raise unknown("ViT preset", name, PRESETS)
-    patch_size = patch_size or default_patch_size(image_size)
-    _check(image_size, patch_size, pool, pos_embed)
-    model = VisionTransformer(in_channels, image_size, patch_size, pool=pool, pos_embed=pos_embed,
-                              drop_path=drop_path, **PRESETS[name])
-    model.spec["name"] = name
-    return model
+@dataclass
+class ViTOptions:
+    patch_size: int = 0  # 0: the preset's rule for the image size (4 at 32 px and more, 2 below)
+    pool: str = "cls"  # cls | mean: which output is the representation
+    pos_embed: str = "sincos"  # sincos (fixed 2-D) | learned
+    drop_path: float = 0.0  # stochastic depth at the last block (linear from 0; DeiT/DINO: 0.1)
+
+
+def build_vit(name: str, input_spec: dict, options: ViTOptions) -> VisionTransformer:
+    image_size = input_spec["size"]
+    patch_size = options.patch_size or default_patch_size(image_size)
+    _check(image_size, patch_size, options.pool, options.pos_embed)
+    return VisionTransformer(
+        input_spec["channels"],
+        image_size,
+        patch_size,
+        pool=options.pool,
+        pos_embed=options.pos_embed,
+        drop_path=options.drop_path,
+        **PRESETS[name],
+    )
+
+
+def require_vit(method: str, backbone: nn.Module) -> VisionTransformer:
+    """``backbone`` when it is a vision transformer, else a one-line error for ``method``."""
+    if not isinstance(backbone, VisionTransformer):
+        raise UsageError(
+            f"{method} needs a vision transformer backbone (model.backbone: vit-tiny, vit-small or "
+            f"vit-base), got {type(backbone).__name__}"
+        )
+    return backbone
+
+
+register(Family("vit", tuple(PRESETS), ViTOptions, build_vit, ("image",)))

@@ -14,6 +14,7 @@ is assigned to the nearest one, then scored against the test labels with
 
 Everything is torch and numpy; the assignment solver is a small O(n^3) implementation below.
 """
+
 from __future__ import annotations
 
 import time
@@ -24,8 +25,8 @@ import torch.nn.functional as F
 
 from .linear import threads_for
 
-
 # ----------------------------------------------------------------------------- assignment
+
 
 def linear_assignment(cost, maximize: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Rows and columns of the one-to-one assignment of least (or greatest) total ``cost``.
@@ -51,7 +52,7 @@ def linear_assignment(cost, maximize: bool = False) -> tuple[np.ndarray, np.ndar
     # Index 0 is a virtual column; rows and columns are 1-based in u, v, p, way.
     u = np.zeros(n + 1)
     v = np.zeros(m + 1)
-    p = np.zeros(m + 1, dtype=np.int64)    # p[j]: row matched to column j (0: none)
+    p = np.zeros(m + 1, dtype=np.int64)  # p[j]: row matched to column j (0: none)
     way = np.zeros(m + 1, dtype=np.int64)  # previous column on the augmenting path
     for i in range(1, n + 1):
         p[0] = i
@@ -88,6 +89,7 @@ def linear_assignment(cost, maximize: bool = False) -> tuple[np.ndarray, np.ndar
 
 
 # ----------------------------------------------------------------------------- scores
+
 
 def contingency(labels_true, labels_pred) -> np.ndarray:
     """Counts ``C[i, j]`` of samples with true label ``i`` and predicted cluster ``j`` (compacted ids)."""
@@ -147,12 +149,14 @@ def ari(labels_true, labels_pred) -> float:
 
 # ----------------------------------------------------------------------------- k-means
 
+
 def _sq_norms(x: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(x, dim=1).pow_(2)
 
 
-def _nearest(x: torch.Tensor, centers: torch.Tensor, x2: torch.Tensor | None = None,
-             chunk_size: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
+def _nearest(
+    x: torch.Tensor, centers: torch.Tensor, x2: torch.Tensor | None = None, chunk_size: int = 65536
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Index of the nearest centre and the squared distance to it, for every row of ``x``.
 
     ``||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2``: one matrix product per chunk; ``x2`` holds the
@@ -162,10 +166,10 @@ def _nearest(x: torch.Tensor, centers: torch.Tensor, x2: torch.Tensor | None = N
     c2 = _sq_norms(centers)
     labels, dists = [], []
     for s in range(0, len(x), chunk_size):
-        d = torch.addmm(c2, x[s:s + chunk_size], centers.T, alpha=-2.0)
+        d = torch.addmm(c2, x[s : s + chunk_size], centers.T, alpha=-2.0)
         best, idx = d.min(1)
         labels.append(idx)
-        dists.append((best + x2[s:s + chunk_size]).clamp_(min=0))
+        dists.append((best + x2[s : s + chunk_size]).clamp_(min=0))
     return torch.cat(labels), torch.cat(dists)
 
 
@@ -187,8 +191,9 @@ def _kmeans_pp(x: torch.Tensor, x2: torch.Tensor, k: int, g: torch.Generator) ->
 
 
 @torch.no_grad()
-def kmeans(x: torch.Tensor, k: int, n_init: int = 10, max_iter: int = 100, tol: float = 1e-4,
-           seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, float]:
+def kmeans(
+    x: torch.Tensor, k: int, n_init: int = 10, max_iter: int = 100, tol: float = 1e-4, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, float]:
     """``(centers (k, D), labels (N,), inertia)`` of the best of ``n_init`` seeded k-means runs.
 
     Lloyd's iterations stop when the centres move (summed squared shift) by less than ``tol``
@@ -229,8 +234,15 @@ def _kmeans(x, k, n_init, max_iter, tol, seed):
     return best
 
 
-def cluster_eval(train_x: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor, k: int,
-                 n_init: int = 10, max_iter: int = 100, seed: int = 0) -> dict:
+def cluster_eval(
+    train_x: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    k: int,
+    n_init: int = 10,
+    max_iter: int = 100,
+    seed: int = 0,
+) -> dict:
     """k-means with ``k`` clusters fitted on L2-normalised ``train_x``; NMI/ARI/accuracy on the test split."""
     start = time.perf_counter()
     xtr = F.normalize(train_x.float(), dim=1)
@@ -239,6 +251,12 @@ def cluster_eval(train_x: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tens
         centers, _, inertia = kmeans(xtr, k, n_init=n_init, max_iter=max_iter, seed=seed)
         pred, _ = _nearest(xte, centers)
     pred, y = pred.cpu(), test_y.cpu()
-    return {"k": k, "nmi": nmi(y, pred), "ari": ari(y, pred), "acc": cluster_accuracy(y, pred),
-            "inertia": inertia, "restarts": n_init, "seconds": round(time.perf_counter() - start, 3)}
-
+    return {
+        "k": k,
+        "nmi": nmi(y, pred),
+        "ari": ari(y, pred),
+        "acc": cluster_accuracy(y, pred),
+        "inertia": inertia,
+        "restarts": n_init,
+        "seconds": round(time.perf_counter() - start, 3),
+    }

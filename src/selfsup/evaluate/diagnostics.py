@@ -20,6 +20,7 @@ Pure functions on tensors, cheap enough to run on one batch every few hundred st
 :func:`diagnose` runs them all and returns a flat dict of floats to log; :func:`collapse_alarm`
 turns that dict into a list of reasons to worry (empty when healthy).
 """
+
 from __future__ import annotations
 
 import math
@@ -107,7 +108,7 @@ def uniformity(z: torch.Tensor, t: float = 2.0, chunk_size: int = 2048) -> float
     n = len(z)
     parts = []
     for s in range(0, n - 1, chunk_size):
-        rows = z[s:s + chunk_size]
+        rows = z[s : s + chunk_size]
         d2 = (2 - 2 * rows @ z.T).clamp_(min=0)  # ||u - v||^2 = 2 - 2 u.v on the unit sphere
         i = torch.arange(s, s + len(rows), device=z.device).unsqueeze(1)
         j = torch.arange(n, device=z.device).unsqueeze(0)
@@ -127,14 +128,23 @@ def _embedding_stats(z: torch.Tensor, prefix: str) -> dict:
     n, d = z.shape
     rank = rankme(z)
     std = normalized_std(z)
-    return {f"{prefix}rankme": rank, f"{prefix}rankme_fraction": rank / min(n, d), f"{prefix}norm_std": std,
-            f"{prefix}norm_std_ratio": std * math.sqrt(d), f"{prefix}dim": float(d)}
+    return {
+        f"{prefix}rankme": rank,
+        f"{prefix}rankme_fraction": rank / min(n, d),
+        f"{prefix}norm_std": std,
+        f"{prefix}norm_std_ratio": std * math.sqrt(d),
+        f"{prefix}dim": float(d),
+    }
 
 
 @torch.no_grad()
-def diagnose(encoder_features: torch.Tensor, projector_features: torch.Tensor | None = None,
-             pair_a: torch.Tensor | None = None, pair_b: torch.Tensor | None = None,
-             spectrum: bool = False) -> dict:
+def diagnose(
+    encoder_features: torch.Tensor,
+    projector_features: torch.Tensor | None = None,
+    pair_a: torch.Tensor | None = None,
+    pair_b: torch.Tensor | None = None,
+    spectrum: bool = False,
+) -> dict:
     """Every diagnostic of one batch, as a flat dict of floats ready for ``metrics.jsonl``.
 
     * ``encoder_features`` (N, d): backbone outputs. Gives ``rankme``, ``rankme_fraction``
@@ -170,8 +180,9 @@ def _diagnose(encoder_features, projector_features, pair_a, pair_b, spectrum) ->
     return out
 
 
-def collapse_alarm(diag: dict, min_rank_fraction: float = DEFAULT_MIN_RANK_FRACTION,
-                   min_std_ratio: float = DEFAULT_MIN_STD_RATIO) -> list[str]:
+def collapse_alarm(
+    diag: dict, min_rank_fraction: float = DEFAULT_MIN_RANK_FRACTION, min_std_ratio: float = DEFAULT_MIN_STD_RATIO
+) -> list[str]:
     """Reasons to think the representation collapsed (empty list: healthy), from :func:`diagnose`'s dict.
 
     * RankMe below ``min_rank_fraction`` of min(batch, dim) (default 2%): dimensional collapse,
@@ -189,10 +200,14 @@ def collapse_alarm(diag: dict, min_rank_fraction: float = DEFAULT_MIN_RANK_FRACT
             continue
         rank, frac = diag[f"{prefix}rankme"], diag[f"{prefix}rankme_fraction"]
         if not math.isfinite(frac) or frac < min_rank_fraction:
-            reasons.append(f"{what} effective rank {rank:.2f} is below {min_rank_fraction:.0%} of its maximum, "
-                           f"min(batch, dim) (RankMe fraction {frac:.4f}): dimensional collapse")
+            reasons.append(
+                f"{what} effective rank {rank:.2f} is below {min_rank_fraction:.0%} of its maximum, "
+                f"min(batch, dim) (RankMe fraction {frac:.4f}): dimensional collapse"
+            )
         ratio = diag[f"{prefix}norm_std_ratio"]
         if not math.isfinite(ratio) or ratio < min_std_ratio:
-            reasons.append(f"{what} normalised embeddings hardly vary across the batch (std x sqrt(d) = "
-                           f"{ratio:.4f} < {min_std_ratio}): complete collapse")
+            reasons.append(
+                f"{what} normalised embeddings hardly vary across the batch (std x sqrt(d) = "
+                f"{ratio:.4f} < {min_std_ratio}): complete collapse"
+            )
     return reasons

@@ -1,18 +1,27 @@
-"""Frozen features of a backbone over a whole split, computed once, in batches, on the device."""
+"""Frozen features over a whole split, computed once, in chunks, on the device: a backbone's,
+and the raw-input baseline's."""
+
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 
 @torch.no_grad()
-def extract_features(encoder: nn.Module, images: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor],
-                     batch_size: int = 1024, device: torch.device | str | None = None,
-                     amp_dtype: torch.dtype | None = None, channels_last: bool = False) -> torch.Tensor:
-    """Backbone features (float32, on ``device``) of uint8 ``images`` (N, C, H, W).
+def extract_features(
+    encoder: nn.Module,
+    samples: torch.Tensor,
+    transform: Callable[[torch.Tensor], torch.Tensor],
+    batch_size: int = 1024,
+    device: torch.device | str | None = None,
+    amp_dtype: torch.dtype | None = None,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> torch.Tensor:
+    """Backbone features (float32, on ``device``) of ``samples`` (any modality), each chunk passed
+    through ``transform`` (the modality's evaluation transform) first.
 
     The encoder runs in eval mode (BatchNorm running statistics) and is returned to the mode it
     was in, so this is safe to call in the middle of training.
@@ -25,10 +34,9 @@ def extract_features(encoder: nn.Module, images: torch.Tensor, transform: Callab
     dtype = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
     out = []
     try:
-        for start in range(0, len(images), batch_size):
-            x = transform(images[start:start + batch_size].to(device, non_blocking=True)).to(dtype)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+        for start in range(0, len(samples), batch_size):
+            x = transform(samples[start : start + batch_size].to(device, non_blocking=True)).to(dtype)
+            x = x.contiguous(memory_format=memory_format)
             with amp:
                 out.append(encoder(x).float())
     finally:
@@ -36,6 +44,6 @@ def extract_features(encoder: nn.Module, images: torch.Tensor, transform: Callab
     return torch.cat(out)
 
 
-def raw_pixel_features(images: torch.Tensor) -> torch.Tensor:
-    """The raw-pixel baseline: each uint8 image flattened to a float vector."""
-    return images.reshape(len(images), -1).float()
+def raw_features(modality, samples: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """The modality's raw-input baseline features of every sample, computed chunk by chunk."""
+    return torch.cat([modality.raw_features(samples[i : i + chunk]) for i in range(0, len(samples), chunk)])

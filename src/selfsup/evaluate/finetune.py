@@ -13,10 +13,10 @@ MAE's end-to-end fine-tuning (App. A.2, Table 9) in a short form:
 * baseline (``random_init_baseline``): the same fine-tuning, same data, seed and settings, of a
   freshly initialised encoder of the same architecture - supervised training from scratch, which
   is what pretraining has to beat under this protocol (raw pixels are the frozen protocols' floor).
-* augmentation: random resized crop and horizontal flip with the crop scale and flip probability
-  of the run's first view (so digits runs, which never flip, are not flipped here either; the
-  crop's area range can be set with ``crop_scale``), no colour operations; evaluation uses the
-  deterministic transform of the exported encoder.
+* augmentation: the modality's fine-tuning views (images: random resized crop and horizontal flip
+  with the crop scale and flip probability of the run's first view, so digits runs, which never
+  flip, are not flipped here either; the crop's area range can be set with ``crop_scale``; no
+  colour operations); evaluation uses the deterministic transform of the exported encoder.
 * optimiser: AdamW (betas 0.9, 0.999), peak lr ``lr * batch_size / 256`` (MAE's base lr 5e-4),
   linear warm-up for ``warmup_epochs`` then cosine decay to zero, weight decay 0.05 on weights
   (not on biases, norms, the class token and position embeddings, as MAE), label smoothing 0.1.
@@ -33,21 +33,21 @@ MAE's end-to-end fine-tuning (App. A.2, Table 9) in a short form:
 Left out of MAE's recipe for brevity: mixup, cutmix, RandAugment, random erasing and 100 epochs;
 the numbers are therefore a short-budget fine-tuning, comparable across methods.
 """
+
 from __future__ import annotations
 
 import copy
 import time
 import typing
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Iterable, Optional
 
 import torch
 import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from ..augment.views import ViewAugment, ViewConfig
-from ..config import coerce_value
+from ..coerce import coerce_value
 from ..errors import UsageError, unknown
 from ..optim import lr_at
 from .linear import stratified_split
@@ -55,18 +55,18 @@ from .linear import stratified_split
 
 @dataclass
 class FinetuneArgs:
-    epochs: int = 10               # passes over the fitting part of the training split
+    epochs: int = 10  # passes over the fitting part of the training split
     batch_size: int = 256
-    lr: float = 5e-4               # per 256 images (MAE's base lr for fine-tuning)
+    lr: float = 5e-4  # per 256 images (MAE's base lr for fine-tuning)
     weight_decay: float = 0.05
-    layer_decay: float = 0.75      # ViT layer-wise lr decay (1: none); ignored for ResNets
-    drop_path: float = 0.0         # ViT stochastic depth at the last block during fine-tuning
+    layer_decay: float = 0.75  # ViT layer-wise lr decay (1: none); ignored for ResNets
+    drop_path: float = 0.0  # ViT stochastic depth at the last block during fine-tuning
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
-    held_out: float = 0.1          # fraction of the labelled images that chooses the epoch
-    labels: float = 1.0            # fraction of the training split's labels used (stratified, seeded)
+    held_out: float = 0.1  # fraction of the labelled images that chooses the epoch
+    labels: float = 1.0  # fraction of the training split's labels used (stratified, seeded)
     random_init_baseline: bool = False  # also fine-tune a freshly initialised encoder (evaluate_run)
-    crop_scale: Optional[tuple[float, float]] = None  # area range of the random crops; None: the run's first view's
+    crop_scale: tuple[float, float] | None = None  # area range of the random crops; None: the run's first view's
 
     def __post_init__(self) -> None:
         problems = []
@@ -148,8 +148,9 @@ def param_groups(model: Classifier, weight_decay: float, layer_decay: float) -> 
     blocks = getattr(model.encoder, "blocks", None)
     depth = len(blocks) if isinstance(blocks, nn.ModuleList) else None
     groups: dict = {}
-    named = [(f"encoder.{n}", n, p) for n, p in model.encoder.named_parameters()] + \
-            [(f"head.{n}", None, p) for n, p in model.head.named_parameters()]
+    named = [(f"encoder.{n}", n, p) for n, p in model.encoder.named_parameters()] + [
+        (f"head.{n}", None, p) for n, p in model.head.named_parameters()
+    ]
     for _, enc_name, p in named:
         if not p.requires_grad:
             continue
@@ -166,30 +167,47 @@ def param_groups(model: Classifier, weight_decay: float, layer_decay: float) -> 
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, transform, batch_size: int,
-             device: torch.device, amp_dtype: torch.dtype | None = None) -> float:
+def accuracy(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    transform,
+    batch_size: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+) -> float:
     model.eval()
     correct = 0
     for start in range(0, len(images), batch_size):
-        x = transform(images[start:start + batch_size].to(device))
+        x = transform(images[start : start + batch_size].to(device))
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             pred = model(x).argmax(dim=1)
-        correct += int((pred.cpu() == labels[start:start + batch_size]).sum())
+        correct += int((pred.cpu() == labels[start : start + batch_size]).sum())
     return correct / len(images)
 
 
-def finetune(encoder: nn.Module, train_images: torch.Tensor, train_labels: torch.Tensor,
-             test_images: torch.Tensor, test_labels: torch.Tensor, num_classes: int, input_spec: dict,
-             crop_scale: tuple[float, float] = (0.08, 1.0), flip_p: float = 0.5,
-             device: torch.device | str = "cpu", seed: int = 0, args: FinetuneArgs | None = None) -> dict:
+def finetune(
+    encoder: nn.Module,
+    train_images: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_images: torch.Tensor,
+    test_labels: torch.Tensor,
+    num_classes: int,
+    eval_transform,
+    augment,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    args: FinetuneArgs | None = None,
+) -> dict:
     """Fine-tune a copy of ``encoder`` (left untouched) with a linear head; see the module docstring.
 
-    Images are uint8 (N, C, H, W) on any device; labels int64. ``input_spec`` is the exported
-    encoder's (size, channels, mean, std). Returns ``top1`` (test), ``val_top1`` (hold-out top-1
-    of the kept epoch), ``best_epoch``, ``val_history`` (hold-out top-1 per epoch), the settings,
-    the split sizes and ``seconds``.
+    Samples are raw (uint8 images ...) on any device; labels int64. ``eval_transform`` turns raw
+    samples into the encoder's input (the modality's, from the exported input spec); ``augment``
+    (``batch, generator -> input``, the modality's fine-tuning views, with a ``settings`` dict to
+    record) is the training augmentation. Returns ``top1`` (test), ``val_top1`` (hold-out top-1 of
+    the kept epoch), ``best_epoch``, ``val_history`` (hold-out top-1 per epoch), the settings, the
+    split sizes and ``seconds``.
     """
-    from ..encoder import preprocess_fn
     args = args or FinetuneArgs()
     device = torch.device(device)
     start_time = time.perf_counter()
@@ -204,10 +222,6 @@ def finetune(encoder: nn.Module, train_images: torch.Tensor, train_labels: torch
     fit_x, fit_y = train_images[fit_idx], train_labels[fit_idx]
     val_x, val_y = train_images[val_idx], train_labels[val_idx]
 
-    eval_transform = preprocess_fn(input_spec)
-    augment = ViewAugment(ViewConfig(size=input_spec["size"], crop_scale=tuple(crop_scale), flip_p=flip_p,
-                                     jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, solarize_p=0.0),
-                          input_spec["channels"], input_spec["mean"], input_spec["std"])
     torch.manual_seed(seed)
     model = Classifier(copy.deepcopy(encoder), num_classes).to(device)
     if hasattr(model.encoder, "set_drop_path"):
@@ -230,7 +244,7 @@ def finetune(encoder: nn.Module, train_images: torch.Tensor, train_labels: torch
         model.train()
         order = torch.randperm(len(fit_x), generator=order_gen)
         for b in range(steps_per_epoch):
-            idx = order[b * args.batch_size:(b + 1) * args.batch_size]
+            idx = order[b * args.batch_size : (b + 1) * args.batch_size]
             x = augment(fit_x[idx].to(device), generator)
             y = fit_y[idx].to(device)
             lr = lr_at(step, total, warmup, peak)
@@ -251,7 +265,13 @@ def finetune(encoder: nn.Module, train_images: torch.Tensor, train_labels: torch
             best = (val, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
     model.load_state_dict(best[2])
     top1 = accuracy(model, test_images, test_labels, eval_transform, 1024, device, amp_dtype)
-    return {"top1": top1, "val_top1": best[0], "best_epoch": best[1], "val_history": history,
-            "settings": {**asdict(args), "crop_scale": list(crop_scale), "flip_p": flip_p,
-                         "peak_lr": peak, "optimizer": "adamw"},
-            "n_fit": len(fit_x), "n_held_out": len(val_x), "seconds": round(time.perf_counter() - start_time, 3)}
+    return {
+        "top1": top1,
+        "val_top1": best[0],
+        "best_epoch": best[1],
+        "val_history": history,
+        "settings": {**asdict(args), **getattr(augment, "settings", {}), "peak_lr": peak, "optimizer": "adamw"},
+        "n_fit": len(fit_x),
+        "n_held_out": len(val_x),
+        "seconds": round(time.perf_counter() - start_time, 3),
+    }

@@ -5,6 +5,7 @@ Discrimination", Sec. 3.4): features are L2-normalised, the k most cosine-simila
 features vote for their class with weight ``exp(s / T)``; k=200 and T=0.1 is the protocol of
 the peer libraries' tables. ``weighted=False`` gives the plain majority vote.
 """
+
 from __future__ import annotations
 
 import torch
@@ -12,9 +13,16 @@ import torch.nn.functional as F
 
 
 @torch.no_grad()
-def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
-                k: int = 200, temperature: float = 0.1, weighted: bool = True, num_classes: int | None = None,
-                chunk_size: int = 1024) -> torch.Tensor:
+def knn_predict(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_features: torch.Tensor,
+    k: int = 200,
+    temperature: float = 0.1,
+    weighted: bool = True,
+    num_classes: int | None = None,
+    chunk_size: int = 1024,
+) -> torch.Tensor:
     """Predicted labels for ``test_features`` (all tensors on one device)."""
     num_classes = num_classes or int(train_labels.max()) + 1
     k = min(k, len(train_features))
@@ -22,7 +30,7 @@ def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor, test_f
     labels = train_labels.to(bank.device)
     preds = []
     for start in range(0, len(test_features), chunk_size):
-        query = F.normalize(test_features[start:start + chunk_size].float().to(bank.device), dim=1)
+        query = F.normalize(test_features[start : start + chunk_size].float().to(bank.device), dim=1)
         sims, idx = (query @ bank.T).topk(k, dim=1)
         weights = (sims / temperature).exp() if weighted else torch.ones_like(sims)
         votes = torch.zeros(len(query), num_classes, device=bank.device)

@@ -19,6 +19,7 @@ The only hyper-parameter, the weight decay, is chosen on a stratified, seeded 10
 the training split (never on the test split); the classifier is then refitted on the full
 training split with the chosen value and scored once on the test split.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -86,8 +87,7 @@ def indices_by_class(labels: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
     order = np.argsort(y, kind="stable")
     classes, starts = np.unique(y[order], return_index=True)
     bounds = list(starts[1:]) + [len(y)]
-    return [(int(c), torch.from_numpy(order[s:e].astype(np.int64)))
-            for c, s, e in zip(classes, starts, bounds)]
+    return [(int(c), torch.from_numpy(order[s:e].astype(np.int64))) for c, s, e in zip(classes, starts, bounds)]
 
 
 def stratified_split(labels: torch.Tensor, fraction: float = 0.1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,7 +119,7 @@ class LinearClassifier:
         return torch.addmm(self.bias, x.to(self.weight.device), self.weight.T)
 
     def predict(self, x: torch.Tensor, chunk_size: int = 65536) -> torch.Tensor:
-        return torch.cat([self.logits(x[s:s + chunk_size]).argmax(1) for s in range(0, len(x), chunk_size)])
+        return torch.cat([self.logits(x[s : s + chunk_size]).argmax(1) for s in range(0, len(x), chunk_size)])
 
     def accuracy(self, x: torch.Tensor, y: torch.Tensor) -> float:
         return (self.predict(x).cpu() == y.cpu()).float().mean().item()
@@ -128,8 +128,15 @@ class LinearClassifier:
         return F.cross_entropy(self.logits(x), y.to(self.weight.device)).item()
 
 
-def lbfgs(fun, w: torch.Tensor, max_iter: int = 300, tol: float = 1e-5, history: int = 20,
-          rtol: float = 1e-3, window: int = 10) -> tuple[torch.Tensor, int]:
+def lbfgs(
+    fun,
+    w: torch.Tensor,
+    max_iter: int = 300,
+    tol: float = 1e-5,
+    history: int = 20,
+    rtol: float = 1e-3,
+    window: int = 10,
+) -> tuple[torch.Tensor, int]:
     """Minimise a smooth function of the flat vector ``w`` by L-BFGS; ``(argmin, iterations)``.
 
     ``fun(w)`` returns ``(loss as a float, gradient)``. Directions from the two-loop recursion
@@ -192,9 +199,17 @@ def lbfgs(fun, w: torch.Tensor, max_iter: int = 300, tol: float = 1e-5, history:
 
 
 @torch.no_grad()
-def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float = 1e-4,
-               max_iter: int = 300, init: LinearClassifier | None = None, tol: float = 1e-5,
-               variances: torch.Tensor | None = None, rtol: float = 1e-3) -> LinearClassifier:
+def fit_linear(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    weight_decay: float = 1e-4,
+    max_iter: int = 300,
+    init: LinearClassifier | None = None,
+    tol: float = 1e-5,
+    variances: torch.Tensor | None = None,
+    rtol: float = 1e-3,
+) -> LinearClassifier:
     """Multinomial logistic regression on (standardised) ``x`` by full-batch L-BFGS.
 
     Minimises ``mean CE(x W^T + b, y) + weight_decay / 2 * ||W||^2``; ``init`` warm-starts.
@@ -226,7 +241,7 @@ def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay:
 
     def fun(v: torch.Tensor):
         w = v * full_scale
-        weight, bias = w[:k * d].view(k, d), w[k * d:]
+        weight, bias = w[: k * d].view(k, d), w[k * d :]
         logp = torch.log_softmax(torch.addmm(bias, x, weight.T), dim=1)
         loss = -logp[rows, y].mean() + 0.5 * weight_decay * weight.pow(2).sum()
         g = logp.exp_()
@@ -242,12 +257,19 @@ def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay:
     with threads_for(x):
         v, iterations = lbfgs(fun, w0 / full_scale, max_iter=max_iter, tol=tol, rtol=rtol)
     w = v * full_scale
-    return LinearClassifier(w[:k * d].view(k, d).clone(), w[k * d:].clone(), iterations)
+    return LinearClassifier(w[: k * d].view(k, d).clone(), w[k * d :].clone(), iterations)
 
 
-def sweep_weight_decay(x: torch.Tensor, y: torch.Tensor, num_classes: int,
-                       weight_decays=DEFAULT_WEIGHT_DECAYS, val_fraction: float = 0.1, seed: int = 0,
-                       max_iter: int = 300, variances: torch.Tensor | None = None) -> dict:
+def sweep_weight_decay(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    weight_decays=DEFAULT_WEIGHT_DECAYS,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    max_iter: int = 300,
+    variances: torch.Tensor | None = None,
+) -> dict:
     """Pick the weight decay on a stratified hold-out of (standardised) training data ``x, y``.
 
     Each value is fitted on the other 90%, warm-started from the previous (stronger) one, and
@@ -260,15 +282,30 @@ def sweep_weight_decay(x: torch.Tensor, y: torch.Tensor, num_classes: int,
     results, clf = [], None
     for wd in sorted(weight_decays, reverse=True):
         clf = fit_linear(xf, yf, num_classes, wd, max_iter=max_iter, init=clf, variances=variances)
-        results.append({"weight_decay": wd, "val_top1": clf.accuracy(xv, yv), "val_loss": clf.loss(xv, yv),
-                        "iterations": clf.iterations, "classifier": clf})
+        results.append(
+            {
+                "weight_decay": wd,
+                "val_top1": clf.accuracy(xv, yv),
+                "val_loss": clf.loss(xv, yv),
+                "iterations": clf.iterations,
+                "classifier": clf,
+            }
+        )
     best = max(results, key=lambda r: (r["val_top1"], -r["val_loss"]))
     return {"best": best, "results": results, "n_fit": len(fit_idx), "n_val": len(val_idx)}
 
 
-def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-                 num_classes: int | None = None, weight_decays=DEFAULT_WEIGHT_DECAYS, val_fraction: float = 0.1,
-                 seed: int = 0, max_iter: int = 300) -> dict:
+def linear_probe(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int | None = None,
+    weight_decays=DEFAULT_WEIGHT_DECAYS,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    max_iter: int = 300,
+) -> dict:
     """The linear evaluation protocol on frozen features; a JSON-ready dict.
 
     Standardise with the training features' statistics, choose the weight decay on a held-out
@@ -284,8 +321,9 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
         xrot = xtr @ q
         sweep = sweep_weight_decay(xrot, train_y, num_classes, weight_decays, val_fraction, seed, max_iter, var)
         best = sweep["best"]
-        clf = fit_linear(xrot, train_y, num_classes, best["weight_decay"], max_iter=max_iter,
-                         init=best["classifier"], variances=var)
+        clf = fit_linear(
+            xrot, train_y, num_classes, best["weight_decay"], max_iter=max_iter, init=best["classifier"], variances=var
+        )
         train_top1 = clf.accuracy(xrot, train_y)
         del xrot
         clf.weight = clf.weight @ q.T  # back to the standardised axes
@@ -295,8 +333,14 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
         "weight_decay": best["weight_decay"],
         "val_top1": best["val_top1"],
         "val_fraction": val_fraction,
-        "sweep": [{k: (round(v, 6) if isinstance(v, float) and k != "weight_decay" else v)
-                   for k, v in r.items() if k != "classifier"} for r in sweep["results"]],
+        "sweep": [
+            {
+                k: (round(v, 6) if isinstance(v, float) and k != "weight_decay" else v)
+                for k, v in r.items()
+                if k != "classifier"
+            }
+            for r in sweep["results"]
+        ],
         "optimizer": "lbfgs",
         "iterations": clf.iterations,
         "seconds": round(time.perf_counter() - start, 3),

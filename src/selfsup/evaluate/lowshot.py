@@ -10,6 +10,7 @@ whole training split (no labels involved). With a handful of labels per class a 
 is too small to choose a weight decay from, so one fixed value is used for every fraction, seed
 and input (``LOWSHOT_WEIGHT_DECAY``).
 """
+
 from __future__ import annotations
 
 import time
@@ -39,7 +40,7 @@ def balanced_subset(labels: torch.Tensor, fraction: float, seed: int = 0) -> tor
     total = min(len(labels), max(k, int(round(fraction * len(labels)))))
     g = torch.Generator().manual_seed(seed)
     quota = torch.full((k,), total // k, dtype=torch.long)
-    quota[torch.randperm(k, generator=g)[:total % k]] += 1
+    quota[torch.randperm(k, generator=g)[: total % k]] += 1
     sizes = torch.tensor([len(idx) for idx in by_class])
     # Classes smaller than their quota give what they have; the shortfall goes to the others.
     while True:
@@ -55,9 +56,17 @@ def balanced_subset(labels: torch.Tensor, fraction: float, seed: int = 0) -> tor
     return torch.cat(chosen).sort().values
 
 
-def lowshot_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-                  num_classes: int | None = None, fractions=DEFAULT_FRACTIONS, seeds=DEFAULT_SEEDS,
-                  weight_decay: float = LOWSHOT_WEIGHT_DECAY, max_iter: int = 300) -> dict:
+def lowshot_probe(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int | None = None,
+    fractions=DEFAULT_FRACTIONS,
+    seeds=DEFAULT_SEEDS,
+    weight_decay: float = LOWSHOT_WEIGHT_DECAY,
+    max_iter: int = 300,
+) -> dict:
     """Test top-1 of a linear probe trained on each fraction of the labels; a JSON-ready dict.
 
     ``{"1%": {"n": 14, "mean": ..., "std": ..., "top1": [per seed]}, "10%": ..., ...}``; ``std`` is
@@ -77,12 +86,16 @@ def lowshot_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Te
             for seed in seeds:
                 idx = balanced_subset(train_y, fraction, seed).to(xtr.device)
                 n = len(idx)
-                clf = fit_linear(xtr[idx], train_y[idx], num_classes, weight_decay, max_iter=max_iter,
-                                 variances=var)
+                clf = fit_linear(xtr[idx], train_y[idx], num_classes, weight_decay, max_iter=max_iter, variances=var)
                 accs.append(clf.accuracy(xte, test_y))
             t = torch.tensor(accs, dtype=torch.float64)
-            out[fraction_name(fraction)] = {"fraction": fraction, "n": n, "mean": t.mean().item(),
-                                            "std": t.std().item() if len(t) > 1 else 0.0, "top1": accs}
+            out[fraction_name(fraction)] = {
+                "fraction": fraction,
+                "n": n,
+                "mean": t.mean().item(),
+                "std": t.std().item() if len(t) > 1 else 0.0,
+                "top1": accs,
+            }
     out["weight_decay"] = weight_decay
     out["seeds"] = list(seeds)
     out["seconds"] = round(time.perf_counter() - start, 3)

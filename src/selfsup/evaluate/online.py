@@ -30,6 +30,7 @@ The probe is an ``nn.Module``: its weights *and* its optimiser state and counter
 ``state_dict`` (via ``get_extra_state``), so a checkpoint of a module holding it resumes it exactly.
 Features from a mixed-precision forward are cast to float32 first.
 """
+
 from __future__ import annotations
 
 import copy
@@ -149,8 +150,8 @@ class OnlineKNN(_RunningAccuracy):
 
     @torch.no_grad()
     def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
-        f = F.normalize(features.detach().float(), dim=1)[-self.size:]
-        y = labels.to(f.device)[-self.size:]
+        f = F.normalize(features.detach().float(), dim=1)[-self.size :]
+        y = labels.to(f.device)[-self.size :]
         pos = (self.ptr + torch.arange(len(f), device=f.device)) % self.size
         self.bank[pos] = f.to(self.bank.dtype)
         self.labels[pos] = y
@@ -163,8 +164,14 @@ class OnlineKNN(_RunningAccuracy):
         if n == 0:
             return None
         # The ring fills from row 0, so the first ``filled`` rows are the valid ones.
-        return knn_predict(self.bank[:n], self.labels[:n], features.detach().float(), k=min(self.k, n),
-                           temperature=self.temperature, num_classes=num_classes)
+        return knn_predict(
+            self.bank[:n],
+            self.labels[:n],
+            features.detach().float(),
+            k=min(self.k, n),
+            temperature=self.temperature,
+            num_classes=num_classes,
+        )
 
     @torch.no_grad()
     def score(self, features: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None) -> None:

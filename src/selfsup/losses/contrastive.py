@@ -6,9 +6,8 @@ is switched off inside, so the similarity matrices are float32 products). The ba
 whatever the caller passes: a distributed caller can pass globally gathered embeddings and the
 loss is the same formula over all of them (no module state, no assumptions about devices).
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +16,7 @@ import torch.nn.functional as F
 def _float32(x: torch.Tensor):
     """Autocast off, so the matrix products below run in float32 even inside ``torch.autocast``."""
     return torch.autocast(x.device.type, enabled=False)
+
 
 def nt_xent(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
     """SimCLR's NT-Xent loss (Chen et al. 2020, "A Simple Framework for Contrastive Learning of
@@ -41,8 +41,9 @@ def nt_xent(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float = 0.5) -> t
         return F.cross_entropy(logits, targets)
 
 
-def infonce(q: torch.Tensor, k: torch.Tensor, temperature: float,
-            negatives: Optional[torch.Tensor] = None) -> torch.Tensor:
+def infonce(
+    q: torch.Tensor, k: torch.Tensor, temperature: float, negatives: torch.Tensor | None = None
+) -> torch.Tensor:
     """InfoNCE (van den Oord et al. 2018, arXiv:1807.03748) in its two MoCo forms, on L2-normalised
     inputs; ``q`` and ``k`` are (N, D) and ``k[i]`` is the positive of ``q[i]``.
 

@@ -5,14 +5,15 @@ Every function accepts float32 or bf16 inputs and computes in float32, so a loss
 ``torch.autocast`` has the value it has outside it up to the inputs' rounding. The targets
 (teacher logits, codes) are constants: no gradient reaches them.
 """
+
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
-Views = Union[Sequence[torch.Tensor], torch.Tensor]
+Views = Sequence[torch.Tensor] | torch.Tensor
 
 
 def _views(x: Views, detach: bool = False) -> list[torch.Tensor]:
@@ -20,8 +21,13 @@ def _views(x: Views, detach: bool = False) -> list[torch.Tensor]:
     return [v.detach().float() if detach else v.float() for v in views]
 
 
-def dino_loss(student_logits: Views, teacher_logits: Views, center: torch.Tensor,
-              student_temp: float = 0.1, teacher_temp: float | torch.Tensor = 0.04) -> torch.Tensor:
+def dino_loss(
+    student_logits: Views,
+    teacher_logits: Views,
+    center: torch.Tensor,
+    student_temp: float = 0.1,
+    teacher_temp: float | torch.Tensor = 0.04,
+) -> torch.Tensor:
     """DINO's loss (Caron et al. 2021, "Emerging Properties in Self-Supervised Vision Transformers",
     arXiv:2104.14294, Eq. 2-3 and Algorithm 1, with the centring of Sec. 3.1 / Eq. 4).
 
@@ -67,7 +73,7 @@ def swav_loss(scores: Views, codes: Views, temperature: float = 0.1) -> torch.Te
     Args:
         scores: prototype scores ``z . c`` of every view, a list of V tensors (B, K) or one
             (V, B, K) tensor, the views with codes first.
-        codes: the codes ``q`` (e.g. from :func:`~selfsup.methods.sinkhorn.sinkhorn`) of the first
+        codes: the codes ``q`` (e.g. from :func:`~selfsup.methods.parts.sinkhorn.sinkhorn`) of the first
             ``len(codes)`` views, each (B, K) with rows summing to 1.
         temperature: ``tau`` of Eq. 2 (0.1 in the paper).
 
@@ -76,8 +82,9 @@ def swav_loss(scores: Views, codes: Views, temperature: float = 0.1) -> torch.Te
     scores = _views(scores)
     codes = _views(codes, detach=True)
     if len(scores) < 2 or len(codes) > len(scores):
-        raise ValueError(f"swav_loss needs at least 2 views of scores and at most as many codes, "
-                         f"got {len(scores)} and {len(codes)}")
+        raise ValueError(
+            f"swav_loss needs at least 2 views of scores and at most as many codes, got {len(scores)} and {len(codes)}"
+        )
     log_p = [F.log_softmax(s / temperature, dim=-1) for s in scores]
     total = 0.0
     for i, q in enumerate(codes):

@@ -6,6 +6,7 @@ given: a distributed caller passes globally gathered embeddings and gets the glo
 state, no hidden "local batch"). Every function accepts float32 or bf16 inputs and computes in
 float32 (autocast is switched off inside, so the correlation matrices are float32 products).
 """
+
 from __future__ import annotations
 
 import torch
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 def _float32(x: torch.Tensor):
     """Autocast off, so the matrix products below run in float32 even inside ``torch.autocast``."""
     return torch.autocast(x.device.type, enabled=False)
+
 
 def _off_diagonal_square_sum(m: torch.Tensor) -> torch.Tensor:
     """sum over i != j of m_ij^2."""
@@ -40,8 +42,9 @@ def barlow_twins_loss(z_a: torch.Tensor, z_b: torch.Tensor, lambd: float = 0.005
         return on_diag + lambd * _off_diagonal_square_sum(c)
 
 
-def vicreg_terms(z_a: torch.Tensor, z_b: torch.Tensor, eps: float = 1e-4
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def vicreg_terms(
+    z_a: torch.Tensor, z_b: torch.Tensor, eps: float = 1e-4
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """VICReg's three unweighted terms (Bardes, Ponce & LeCun 2022, "VICReg: Variance-Invariance-
     Covariance Regularization for Self-Supervised Learning", ICLR, arXiv:2105.04906, Eq. 1-5):
 
@@ -67,8 +70,14 @@ def vicreg_terms(z_a: torch.Tensor, z_b: torch.Tensor, eps: float = 1e-4
         return sim, std, cov
 
 
-def vicreg_loss(z_a: torch.Tensor, z_b: torch.Tensor, sim_coeff: float = 25.0, std_coeff: float = 25.0,
-                cov_coeff: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
+def vicreg_loss(
+    z_a: torch.Tensor,
+    z_b: torch.Tensor,
+    sim_coeff: float = 25.0,
+    std_coeff: float = 25.0,
+    cov_coeff: float = 1.0,
+    eps: float = 1e-4,
+) -> torch.Tensor:
     """VICReg's loss (Bardes, Ponce & LeCun 2022, arXiv:2105.04906, Eq. 6):
     ``sim_coeff * s + std_coeff * v + cov_coeff * c`` with the terms of :func:`vicreg_terms`;
     the defaults (25, 25, 1) are the paper's. Gradients reach both inputs."""

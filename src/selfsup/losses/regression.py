@@ -3,6 +3,7 @@
 Every function accepts float32 or bf16 inputs and computes in float32, so that a loss called
 inside ``torch.autocast`` has the same value as outside it up to the inputs' rounding.
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,0 +1,87 @@
+"""Checkpoints: the whole training state, written atomically by rank 0, restored bit for bit.
+
+A checkpoint holds tensors and plain data only (the method's and optimiser's state dicts, every
+rank's random streams, counters, the config as a dict), so it is read with
+``torch.load(weights_only=True)``: opening a run folder someone sent you runs none of their code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .. import distributed
+from ..errors import TrainingError, UsageError
+from ..runs import atomic_torch_save
+from ..version import __version__
+
+
+def state(s, epoch: int, step_in_epoch: int, global_step: int, generator: torch.Generator) -> dict:
+    """The training state (every rank's random streams included; a collective, call it on all ranks)."""
+    own_rng = (torch.get_rng_state(), torch.cuda.get_rng_state(s.device) if s.device.type == "cuda" else None)
+    return {
+        "method": s.method.state_dict(),
+        "optimizer": s.optimizer.state_dict(),
+        "online": s.online.state_dict() if s.online is not None else None,
+        "epoch": epoch,
+        "step_in_epoch": step_in_epoch,
+        "global_step": global_step,
+        "aug_rng": generator.get_state(),
+        "rng": distributed.gather_objects(own_rng),
+        "config": s.cfg.to_dict(),
+        "version": __version__,
+    }
+
+
+def restore(s, ckpt: dict, generator: torch.Generator) -> None:
+    s.method.load_state_dict(ckpt["method"])
+    s.optimizer.load_state_dict(ckpt["optimizer"])
+    if s.online is not None and ckpt.get("online") is not None:
+        s.online.load_state_dict(ckpt["online"])
+    generator.set_state(ckpt["aug_rng"])  # the same on every rank (global-batch draws)
+    rng = ckpt["rng"]
+    if len(rng) == s.ctx.world_size:  # the same number of processes: each continues its own stream
+        cpu_state, cuda_state = rng[s.ctx.rank]
+        torch.set_rng_state(cpu_state)
+        if cuda_state is not None and s.device.type == "cuda":
+            torch.cuda.set_rng_state(cuda_state, s.device)
+    else:  # another number: fresh streams, fixed by the seed, the rank and the step
+        torch.manual_seed(s.cfg.seed + 1_000_003 * s.ctx.rank + 7919 * ckpt["global_step"])
+
+
+def load(path: Path) -> dict:
+    """A checkpoint file, or a one-line UsageError when it cannot be read as one."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, foreign, or carrying pickled objects that are not plain data
+        raise UsageError(
+            f"{path} is not a readable selfsup checkpoint ({type(e).__name__}); "
+            "it may be truncated or from another program"
+        ) from None
+    if not isinstance(ckpt, dict) or "method" not in ckpt or "global_step" not in ckpt:
+        raise UsageError(f"{path} is not a selfsup checkpoint")
+    return ckpt
+
+
+def check_ranks_agree(s) -> None:
+    """Every rank must hold the same parameters (DDP applies the same averaged gradients): compare a
+    fingerprint before each checkpoint, so a method whose state drifts between ranks fails loudly."""
+    if not s.ctx.distributed:
+        return
+    with torch.no_grad():
+        fingerprint = float(sum(p.detach().double().sum() for p in s.method.parameters()))
+    prints = distributed.gather_objects(fingerprint)
+    if max(prints) != min(prints):
+        raise TrainingError(
+            f"the processes' models differ (parameter sums {prints}); this method's state is not "
+            "kept identical across ranks; train it in one process and report the method"
+        )
+
+
+def save(s, build_state, path: Path) -> None:
+    """Build (on every rank: it may gather) and write (on rank 0) a checkpoint."""
+    check_ranks_agree(s)
+    obj = build_state()
+    if s.ctx.main:
+        atomic_torch_save(obj, path)
