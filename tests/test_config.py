@@ -19,8 +19,15 @@ def test_byol_default_views_are_the_papers_asymmetric_pair():
 
 
 def test_set_overrides_nested_keys_and_single_views():
-    cfg = build_config("byol-fashion-mnist", ["optim.lr=0.5", "augment.views.1.solarize_p=0.3",
-                                              "augment.common.crop_scale=[0.2, 1.0]", "method_args.tau_base=0.9"])
+    cfg = build_config(
+        "byol-fashion-mnist",
+        [
+            "optim.lr=0.5",
+            "augment.views.1.solarize_p=0.3",
+            "augment.common.crop_scale=[0.2, 1.0]",
+            "method_args.tau_base=0.9",
+        ],
+    )
     assert cfg.optim.lr == 0.5
     assert cfg.view_configs()[1].solarize_p == 0.3
     assert cfg.view_configs()[0].solarize_p == 0.0
@@ -52,16 +59,19 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
     assert again == cfg
 
 
-@pytest.mark.parametrize("sets, match", [
-    (["optim.lrr=1"], r"unknown config key 'optim.lrr'; valid keys in optim: lr"),
-    (["trian.epochs=1"], r"unknown config key 'trian'; valid keys: train"),
-    (["optim.lr=fast"], r"optim.lr expects float"),
-    (["method_args.tau=0.9"], r"unknown config key 'method_args \(byol\).tau'; .*: tau_base"),
-    (["augment.views.0.blurp=0.5"], r"augment.views.0.blurp.*blur_p"),
-    (["augment.views.5.blur_p=0.5"], r"augment.views has 6 entries but byol uses 2 views"),
-    (["train.epochs=0"], r"train.epochs must be at least 1"),
-    (["optim.lr"], r"--set expects key=value"),
-])
+@pytest.mark.parametrize(
+    "sets, match",
+    [
+        (["optim.lrr=1"], r"unknown config key 'optim.lrr'; valid keys in optim: lr"),
+        (["trian.epochs=1"], r"unknown config key 'trian'; valid keys: train"),
+        (["optim.lr=fast"], r"optim.lr expects float"),
+        (["method_args.tau=0.9"], r"unknown config key 'method_args \(byol\).tau'; .*: tau_base"),
+        (["augment.views.0.blurp=0.5"], r"augment.views.0.blurp.*blur_p"),
+        (["augment.views.5.blur_p=0.5"], r"augment.views has 6 entries but byol uses 2 views"),
+        (["train.epochs=0"], r"train.epochs must be at least 1"),
+        (["optim.lr"], r"--set expects key=value"),
+    ],
+)
 def test_bad_config_is_one_clear_usage_error(sets, match):
     with pytest.raises(UsageError, match=match):
         build_config("byol-digits", sets)

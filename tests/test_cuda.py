@@ -11,6 +11,7 @@ The first command of a session with a GPU: ``python -m pytest -q tests/test_cuda
 ``SELFSUP_TEST_DEVICE=cpu`` runs them on the CPU instead, to check the tests themselves on a machine
 without a GPU (slow: every method trains an epoch in bf16 there).
 """
+
 import os
 
 import pytest
@@ -29,12 +30,18 @@ pytestmark = pytest.mark.skipif(DEVICE == "cuda" and not torch.cuda.is_available
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_trains_an_epoch_in_bf16_channels_last(method, tmp_path):
-    from selfsup.train import build
-    sets = ["data.subset=256", "optim.warmup_epochs=0", f"train.device={DEVICE}", "train.precision=bf16",
-            "train.channels_last=true"]
+    from selfsup.training import build
+
+    sets = [
+        "data.subset=256",
+        "optim.warmup_epochs=0",
+        f"train.device={DEVICE}",
+        "train.precision=bf16",
+        "train.channels_last=true",
+    ]
     cfg = build_config(f"{method}-digits", sets, epochs=1, batch_size=128)
     s = build(cfg)
-    assert s.amp_dtype == torch.bfloat16 and s.channels_last
+    assert s.amp_dtype == torch.bfloat16 and s.memory_format == torch.channels_last
     if DEVICE == "cuda":
         assert torch.backends.cudnn.benchmark  # train.cudnn_benchmark's default
     summary = selfsup.train(cfg, out=tmp_path / "run")
@@ -57,8 +64,9 @@ def test_host_placement_gives_the_batches_of_device_placement():
 def test_mocov2_grouped_batchnorm_in_bf16_matches_the_chunked_float32_passes():
     from selfsup.backbones import build_backbone
     from selfsup.methods.mocov2 import grouped_batchnorm
+
     torch.manual_seed(0)
-    net = build_backbone("resnet18", 3, "cifar").to(DEVICE).to(memory_format=torch.channels_last)
+    net = build_backbone("resnet18", {"channels": 3}).to(DEVICE).to(memory_format=torch.channels_last)
     x = torch.randn(64, 3, 32, 32, device=DEVICE).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         reference = torch.cat([net(c) for c in x.chunk(4)])
@@ -73,8 +81,9 @@ def test_lars_on_the_device_matches_the_cpu():
     shapes = [(64, 3, 3, 3), (128, 64), (10,), (7, 7)]
     cpu = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
     dev = [torch.nn.Parameter(p.detach().to(DEVICE).clone()) for p in cpu]
-    opts = [LARS([{"params": ps, "weight_decay": 1e-4, "lars": True}], lr=0.5, momentum=0.9, eta=0.02)
-            for ps in (cpu, dev)]
+    opts = [
+        LARS([{"params": ps, "weight_decay": 1e-4, "lars": True}], lr=0.5, momentum=0.9, eta=0.02) for ps in (cpu, dev)
+    ]
     for _ in range(3):
         grads = [torch.randn(s) for s in shapes]
         for p, q, g in zip(cpu, dev, grads):

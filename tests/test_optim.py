@@ -30,13 +30,12 @@ def test_biases_and_norm_parameters_are_excluded_from_weight_decay():
 
 def test_lars_update_uses_the_trust_ratio_of_you_et_al():
     w = nn.Parameter(torch.tensor([[3.0, 4.0]]))  # ||w|| = 5
-    w.grad = torch.tensor([[0.0, 1.0]])           # ||g|| = 1
+    w.grad = torch.tensor([[0.0, 1.0]])  # ||g|| = 1
     opt = LARS([{"params": [w], "weight_decay": 0.1, "lars": True}], lr=0.5, momentum=0.9, eta=0.02)
     opt.step()
     trust = 0.02 * 5 / (1 + 0.1 * 5)
     update = (torch.tensor([[0.0, 1.0]]) + 0.1 * torch.tensor([[3.0, 4.0]])) * trust
     assert torch.allclose(w.detach(), torch.tensor([[3.0, 4.0]]) - 0.5 * update)
-
 
 
 def test_lars_gives_each_weight_its_own_trust_ratio_and_one_where_a_norm_is_zero():
@@ -51,7 +50,7 @@ def test_lars_gives_each_weight_its_own_trust_ratio_and_one_where_a_norm_is_zero
     bufs = [torch.zeros_like(p) for p in ref]
     lr, wd, eta, mom = 0.3, 0.05, 0.02, 0.9
     opt = LARS([{"params": params, "weight_decay": wd, "lars": True}], lr=lr, momentum=mom, eta=eta)
-    for step in range(3):
+    for _step in range(3):
         grads = [torch.randn(s) for s in shapes]
         grads[1] = torch.zeros(shapes[1])  # ||g|| = 0 -> trust ratio 1
         for p, g in zip(params, grads):
@@ -64,6 +63,7 @@ def test_lars_gives_each_weight_its_own_trust_ratio_and_one_where_a_norm_is_zero
             ref[i] = w - lr * bufs[i]
     for p, w in zip(params, ref):
         assert torch.allclose(p.detach(), w, atol=1e-6)
+
 
 def test_lars_leaves_excluded_groups_as_plain_sgd_with_momentum():
     b = nn.Parameter(torch.tensor([1.0, 2.0]))
@@ -80,12 +80,14 @@ def test_lars_leaves_excluded_groups_as_plain_sgd_with_momentum():
 
 def test_unknown_optimizer_names_the_choices():
     from selfsup.errors import UsageError
+
     with pytest.raises(UsageError, match="lars"):
         build_optimizer("larss", nn.Linear(2, 2), 0.1, 0.0)
 
 
 def test_weight_decay_schedule_is_a_cosine_from_base_to_final_on_the_decayed_group_only():
     from selfsup.optim import set_weight_decay, wd_at
+
     assert wd_at(0, 101, 0.04, 0.4) == pytest.approx(0.04)
     assert wd_at(50, 101, 0.04, 0.4) == pytest.approx(0.22)
     assert wd_at(100, 101, 0.04, 0.4) == pytest.approx(0.4)
@@ -97,23 +99,34 @@ def test_weight_decay_schedule_is_a_cosine_from_base_to_final_on_the_decayed_gro
     assert all(g["betas"] == (0.9, 0.95) for g in opt.param_groups)
 
 
+@pytest.mark.slow
 def test_gradient_clipping_and_the_weight_decay_schedule_in_the_loop(tmp_path):
     import json
 
     import selfsup
     from selfsup.config import build_config
-    from selfsup.train import build, make_update
-    sets = ["method_args.proj_hidden=64", "method_args.pred_hidden=64", "method_args.proj_dim=32",
-            "optim.clip_grad=0.01", "data.subset=256", "train.batch_size=64"]
+    from selfsup.training import build, update_step
+
+    sets = [
+        "method_args.proj_hidden=64",
+        "method_args.pred_hidden=64",
+        "method_args.proj_dim=32",
+        "optim.clip_grad=0.01",
+        "data.subset=256",
+        "train.batch_size=64",
+    ]
     s = build(build_config("byol-digits", sets, epochs=1))
-    update = make_update(s)
-    views = s.recipe(next(s.loader.batches(0)), torch.Generator().manual_seed(0))
-    update(views, 0)
+    views = s.views(next(s.loader.batches(0)), torch.Generator().manual_seed(0))
+    update_step(s, views, 0)
     norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in s.method.parameters() if p.grad is not None]))
     assert norm.item() == pytest.approx(0.01, rel=1e-4)  # far above 0.01 unclipped
     # The schedule reaches the loop: logged per step, rising from weight_decay to final_weight_decay.
-    cfg = build_config("byol-digits", sets + ["optim.weight_decay=0.04", "optim.final_weight_decay=0.4",
-                                              "train.log_every=1", "eval.diagnose_every=0"], epochs=2)
+    cfg = build_config(
+        "byol-digits",
+        sets
+        + ["optim.weight_decay=0.04", "optim.final_weight_decay=0.4", "train.log_every=1", "eval.diagnose_every=0"],
+        epochs=2,
+    )
     selfsup.train(cfg, out=tmp_path / "run")
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     decays = [r["weight_decay"] for r in records if r["event"] == "step"]

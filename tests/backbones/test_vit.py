@@ -1,12 +1,13 @@
 """The vision transformer backbone: patches, position embeddings, token dropping, presets."""
+
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from selfsup.backbones import build_backbone
-from selfsup.backbones.vit import VisionTransformer, build_vit, patchify, sincos_2d, unpatchify
+from selfsup.backbones import build_backbone, rebuild
+from selfsup.backbones.vit import VisionTransformer, patchify, sincos_2d, unpatchify
 from selfsup.errors import UsageError
 
 
@@ -73,7 +74,9 @@ def test_forward_shapes_pooling_and_position_embedding_kinds():
     assert isinstance(tiny(pos_embed="learned").pos_embed, nn.Parameter)
     sincos = tiny(pos_embed="sincos")
     assert not isinstance(sincos.pos_embed, nn.Parameter) and "pos_embed" in dict(sincos.named_buffers())
-    assert torch.allclose(sincos.embed(x) - sincos.embed(x, add_pos=False), sincos.pos_embed.expand(2, -1, -1), atol=1e-5)
+    assert torch.allclose(
+        sincos.embed(x) - sincos.embed(x, add_pos=False), sincos.pos_embed.expand(2, -1, -1), atol=1e-5
+    )
 
 
 def test_smaller_views_get_a_resized_position_embedding():
@@ -83,13 +86,16 @@ def test_smaller_views_get_a_resized_position_embedding():
 
 
 def test_presets_spec_rebuild_and_default_patch_size():
-    model = build_backbone("vit-tiny", in_channels=1, image_size=16, pool="mean", pos_embed="learned")
+    model = build_backbone("vit-tiny", {"channels": 1, "size": 16}, {"pool": "mean", "pos_embed": "learned"})
     assert model.patch_size == 2 and model.grid == 8 and model.embed_dim == 192 and len(model.blocks) == 12
     assert model.num_heads == 3 and model.in_channels == 1
-    assert build_vit("vit-small", 3, 32).patch_size == 4 and build_vit("vit-small", 3, 32).embed_dim == 384
-    assert model.spec == {"name": "vit-tiny", "in_channels": 1, "image_size": 16, "patch_size": 2, "pool": "mean",
-                          "pos_embed": "learned", "drop_path": 0.0}
-    again = build_backbone(**model.spec)
+    small = build_backbone("vit-small", {"channels": 3, "size": 32})
+    assert small.patch_size == 4 and small.embed_dim == 384
+    assert model.spec == {
+        "name": "vit-tiny",
+        "options": {"patch_size": 2, "pool": "mean", "pos_embed": "learned", "drop_path": 0.0},
+    }
+    again = rebuild(model.spec, {"channels": 1, "size": 16})
     again.load_state_dict(model.state_dict())
     x = torch.randn(2, 1, 16, 16)
     assert torch.allclose(model.eval()(x), again.eval()(x))
@@ -127,20 +133,23 @@ def test_attention_mask_hides_masked_keys():
     assert not torch.allclose(out[:, 8:], out2[:, 8:], atol=1e-3)
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(image_size=32, patch_size=5), "patch size 5 does not divide the image size 32"),
-    (dict(image_size=16, patch_size=0, pool="max"), "unknown ViT pool 'max'"),
-    (dict(image_size=16, patch_size=0, pos_embed="rope"), "unknown ViT pos_embed 'rope'"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(image_size=32, patch_size=5), "patch size 5 does not divide the image size 32"),
+        (dict(image_size=16, patch_size=0, pool="max"), "unknown ViT pool 'max'"),
+        (dict(image_size=16, patch_size=0, pos_embed="rope"), "unknown ViT pos_embed 'rope'"),
+    ],
+)
 def test_bad_settings_are_one_line_usage_errors(kw, match):
     with pytest.raises(UsageError, match=match) as info:
-        build_backbone("vit-tiny", 3, **kw)
+        build_backbone("vit-tiny", {"channels": 3, "size": kw.pop("image_size")}, kw)
     assert "\n" not in str(info.value)
 
 
 def test_unknown_preset_names_the_choices():
     with pytest.raises(UsageError, match="vit-tiny"):
-        build_vit("vit-tny")
+        build_backbone("vit-tny", {"channels": 3, "size": 32})
 
 
 def test_attention_weights_are_the_ones_scaled_dot_product_attention_uses():
@@ -156,6 +165,7 @@ def test_attention_weights_are_the_ones_scaled_dot_product_attention_uses():
 
 def test_drop_path_drops_whole_samples_and_keeps_the_expectation():
     from selfsup.backbones.vit import drop_path
+
     x = torch.randn(4000, 5, 8)
     assert drop_path(x, 0.25, training=False) is x and drop_path(x, 0.0, training=True) is x
     torch.manual_seed(0)
@@ -165,14 +175,19 @@ def test_drop_path_drops_whole_samples_and_keeps_the_expectation():
     assert abs(kept.float().mean().item() - 0.75) < 0.03
 
 
+@pytest.mark.slow
 def test_stochastic_depth_rises_over_the_blocks_is_off_in_eval_and_off_in_teachers():
-    from selfsup.methods.teacher import MomentumTeacher
+    from selfsup.methods.parts.teacher import MomentumTeacher
+
     torch.manual_seed(0)
-    vit = build_vit("vit-tiny", in_channels=1, image_size=8, patch_size=2, drop_path=0.2)
+    small = {"channels": 1, "size": 8}
+    vit = build_backbone("vit-tiny", small, {"patch_size": 2, "drop_path": 0.2})
     rates = [b.drop_path for b in vit.blocks]
     assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.2) and rates == sorted(rates)
-    assert vit.spec["drop_path"] == 0.2 and build_backbone(**vit.spec).blocks[-1].drop_path == pytest.approx(0.2)
-    plain = build_vit("vit-tiny", in_channels=1, image_size=8, patch_size=2)
+    assert vit.spec["options"]["drop_path"] == 0.2 and rebuild(vit.spec, small).blocks[-1].drop_path == pytest.approx(
+        0.2
+    )
+    plain = build_backbone("vit-tiny", small, {"patch_size": 2})
     plain.load_state_dict(vit.state_dict())
     x = torch.randn(16, 1, 8, 8)
     vit.train()
@@ -182,4 +197,4 @@ def test_stochastic_depth_rises_over_the_blocks_is_off_in_eval_and_off_in_teache
     teacher = MomentumTeacher(vit.train())
     assert all(b.drop_path == 0.0 for b in teacher.net.blocks) and vit.blocks[-1].drop_path == pytest.approx(0.2)
     with pytest.raises(UsageError, match="drop_path"):
-        build_vit("vit-tiny", drop_path=1.0)
+        build_backbone("vit-tiny", {"channels": 3, "size": 32}, {"drop_path": 1.0})

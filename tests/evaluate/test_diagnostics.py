@@ -1,4 +1,5 @@
 """Representation diagnostics (RankMe, spectrum, alignment/uniformity, collapse alarm) and online probes."""
+
 import math
 
 import pytest
@@ -6,8 +7,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.evaluate import (OnlineKNN, OnlineProbe, alignment, collapse_alarm, covariance_spectrum, diagnose,
-                              normalized_std, rankme, uniformity)
+from selfsup.evaluate import (
+    OnlineKNN,
+    OnlineProbe,
+    alignment,
+    collapse_alarm,
+    covariance_spectrum,
+    diagnose,
+    normalized_std,
+    rankme,
+    uniformity,
+)
 
 
 def gen(seed=0):
@@ -20,6 +30,7 @@ def orthonormal_columns(n, d, seed=0):
 
 
 # ----------------------------------------------------------------------------- RankMe and spectrum
+
 
 @pytest.mark.parametrize("n, d", [(64, 64), (200, 32), (16, 48)])
 def test_rankme_of_equal_orthogonal_directions_is_their_number(n, d):
@@ -53,6 +64,7 @@ def test_covariance_spectrum_is_normalised_sorted_and_sees_the_subspace():
 
 # ----------------------------------------------------------------------------- alignment and uniformity
 
+
 def test_alignment_and_uniformity_against_their_definitions_computed_with_loops():
     g = gen(3)
     a, b = torch.randn(12, 5, generator=g), torch.randn(12, 5, generator=g)
@@ -79,14 +91,23 @@ def test_normalized_std_is_about_one_over_sqrt_d_for_gaussians_and_zero_when_col
 
 # ----------------------------------------------------------------------------- diagnose and the alarm
 
+
 def test_diagnose_returns_floats_for_backbone_projector_and_pairs():
     g = gen(5)
     h, z = torch.randn(64, 32, generator=g), torch.randn(64, 16, generator=g)
     a, b = torch.randn(64, 16, generator=g), torch.randn(64, 16, generator=g)
     diag = diagnose(h, z, a, b)
     assert all(isinstance(v, float) for v in diag.values())
-    assert {"rankme", "rankme_fraction", "norm_std", "norm_std_ratio", "uniformity", "alignment",
-            "proj_rankme", "proj_norm_std_ratio"} <= set(diag)
+    assert {
+        "rankme",
+        "rankme_fraction",
+        "norm_std",
+        "norm_std_ratio",
+        "uniformity",
+        "alignment",
+        "proj_rankme",
+        "proj_norm_std_ratio",
+    } <= set(diag)
     assert diag["norm_std_ratio"] == pytest.approx(diag["norm_std"] * math.sqrt(32))
     assert diag["uniformity"] == pytest.approx((uniformity(a) + uniformity(b)) / 2)
     assert diagnose(h)["uniformity"] == pytest.approx(uniformity(h))
@@ -129,6 +150,8 @@ def test_collapse_alarm_trips_on_collapsed_embeddings_and_not_on_healthy_ones():
 
 # ----------------------------------------------------------------------------- online probes
 
+
+@pytest.mark.slow
 def test_online_probe_learns_and_never_touches_the_encoder_gradients():
     torch.manual_seed(0)
     encoder = nn.Sequential(nn.Linear(10, 16), nn.ReLU())

@@ -1,6 +1,7 @@
 """The contrastive, redundancy-reduction and SimSiam losses against deliberately naive references
 (explicit Python loops over samples and dimensions, in float64), known closed-form values, and
 which inputs receive gradients."""
+
 import math
 
 import pytest
@@ -67,7 +68,7 @@ def naive_barlow(z_a, z_b, lambd):
     for i in range(d):
         for j in range(d):
             c = sum(a[s][i] * b[s][j] for s in range(n)) / n
-            loss += (1 - c) ** 2 if i == j else lambd * c ** 2
+            loss += (1 - c) ** 2 if i == j else lambd * c**2
     return loss
 
 
@@ -81,7 +82,7 @@ def _var_and_cov_terms(z, eps):
         for k in range(d):
             if k != j:
                 cov = sum((z[i][j] - mean[j]) * (z[i][k] - mean[k]) for i in range(n)) / (n - 1)
-                cov_term += cov ** 2 / d
+                cov_term += cov**2 / d
     return std_term, cov_term
 
 
@@ -113,17 +114,24 @@ CASES = {
     "nt_xent": (lambda a, b, neg: losses.nt_xent(a, b, 0.5), lambda a, b, neg: naive_nt_xent(a, b, 0.5)),
     "nt_xent_t0.1": (lambda a, b, neg: losses.nt_xent(a, b, 0.1), lambda a, b, neg: naive_nt_xent(a, b, 0.1)),
     "infonce_in_batch": (lambda a, b, neg: losses.infonce(a, b, 0.2), lambda a, b, neg: naive_infonce(a, b, 0.2)),
-    "infonce_queue": (lambda a, b, neg: losses.infonce(a, b, 0.2, negatives=neg),
-                      lambda a, b, neg: naive_infonce(a, b, 0.2, neg)),
-    "barlow_twins": (lambda a, b, neg: losses.barlow_twins_loss(a, b, 0.0051),
-                     lambda a, b, neg: naive_barlow(a, b, 0.0051)),
-    "barlow_twins_lambda0.5": (lambda a, b, neg: losses.barlow_twins_loss(a, b, lambd=0.5),
-                               lambda a, b, neg: naive_barlow(a, b, 0.5)),
+    "infonce_queue": (
+        lambda a, b, neg: losses.infonce(a, b, 0.2, negatives=neg),
+        lambda a, b, neg: naive_infonce(a, b, 0.2, neg),
+    ),
+    "barlow_twins": (
+        lambda a, b, neg: losses.barlow_twins_loss(a, b, 0.0051),
+        lambda a, b, neg: naive_barlow(a, b, 0.0051),
+    ),
+    "barlow_twins_lambda0.5": (
+        lambda a, b, neg: losses.barlow_twins_loss(a, b, lambd=0.5),
+        lambda a, b, neg: naive_barlow(a, b, 0.5),
+    ),
     "vicreg": (lambda a, b, neg: losses.vicreg_loss(a, b), lambda a, b, neg: naive_vicreg(a, b, 25, 25, 1)),
-    "vicreg_coeffs": (lambda a, b, neg: losses.vicreg_loss(a * 0.3, b * 0.3, 2.0, 3.0, 5.0),
-                      lambda a, b, neg: naive_vicreg(a * 0.3, b * 0.3, 2.0, 3.0, 5.0)),
-    "negative_cosine": (lambda a, b, neg: losses.negative_cosine(a, b),
-                        lambda a, b, neg: naive_negative_cosine(a, b)),
+    "vicreg_coeffs": (
+        lambda a, b, neg: losses.vicreg_loss(a * 0.3, b * 0.3, 2.0, 3.0, 5.0),
+        lambda a, b, neg: naive_vicreg(a * 0.3, b * 0.3, 2.0, 3.0, 5.0),
+    ),
+    "negative_cosine": (lambda a, b, neg: losses.negative_cosine(a, b), lambda a, b, neg: naive_negative_cosine(a, b)),
 }
 
 
@@ -176,9 +184,10 @@ def test_infonce_of_aligned_orthogonal_pairs_has_its_closed_form_in_both_forms()
     n, t = 5, 0.2
     e = torch.eye(n, 16)
     assert losses.infonce(e, e, t).item() == pytest.approx(math.log(1 + (n - 1) * math.exp(-1 / t)), rel=1e-6)
-    queue = torch.eye(16)[n:n + 7]  # 7 negatives orthogonal to every query
+    queue = torch.eye(16)[n : n + 7]  # 7 negatives orthogonal to every query
     assert losses.infonce(e, e, t, negatives=queue).item() == pytest.approx(
-        math.log(1 + 7 * math.exp(-1 / t)), rel=1e-6)
+        math.log(1 + 7 * math.exp(-1 / t)), rel=1e-6
+    )
 
 
 def test_barlow_twins_is_zero_for_standardised_decorrelated_identical_embeddings():
@@ -242,8 +251,15 @@ def test_infonce_queue_negatives_are_stop_gradient_and_q_k_are_not():
     assert q.grad.abs().sum() > 0 and k.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("fn", [lambda a, b: losses.nt_xent(a, b), lambda a, b: losses.infonce(a, b, 0.2),
-                                losses.barlow_twins_loss, losses.vicreg_loss])
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda a, b: losses.nt_xent(a, b),
+        lambda a, b: losses.infonce(a, b, 0.2),
+        losses.barlow_twins_loss,
+        losses.vicreg_loss,
+    ],
+)
 def test_symmetric_losses_send_gradients_to_both_inputs(fn):
     a, b = _leaf(8, 6, seed=0), _leaf(8, 6, seed=1)
     fn(a, b).backward()

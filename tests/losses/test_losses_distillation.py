@@ -1,11 +1,12 @@
 """DINO's and SwAV's losses and the Sinkhorn-Knopp codes, against deliberately naive references."""
+
 import math
 
 import pytest
 import torch
 
 from selfsup.losses import dino_loss, swav_loss
-from selfsup.methods.sinkhorn import sinkhorn
+from selfsup.methods.parts.sinkhorn import sinkhorn
 
 
 def _softmax(row, t):
@@ -103,11 +104,13 @@ def test_swav_loss_gradient_does_not_reach_the_codes():
 def test_sinkhorn_gives_an_equal_partition():
     torch.manual_seed(0)
     b, k = 64, 8
-    scores = torch.nn.functional.normalize(torch.randn(b, 16), dim=1) @ \
-        torch.nn.functional.normalize(torch.randn(k, 16), dim=1).T
+    scores = (
+        torch.nn.functional.normalize(torch.randn(b, 16), dim=1)
+        @ torch.nn.functional.normalize(torch.randn(k, 16), dim=1).T
+    )
     q = sinkhorn(scores, epsilon=0.05, iterations=50)
     assert q.shape == (b, k) and q.dtype == torch.float32 and (q >= 0).all()
-    assert torch.allclose(q.sum(dim=1), torch.ones(b), atol=1e-5)       # each code is a distribution
+    assert torch.allclose(q.sum(dim=1), torch.ones(b), atol=1e-5)  # each code is a distribution
     assert torch.allclose(q.sum(dim=0), torch.full((k,), b / k), atol=1e-3 * b / k)  # equal shares
     # SwAV's 3 iterations: rows exact, columns already closer to B/K than the plain softmax's
     q3 = sinkhorn(scores, 0.05, 3)

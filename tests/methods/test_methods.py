@@ -3,7 +3,7 @@ import torch
 
 from selfsup.backbones import build_backbone
 from selfsup.methods import METHODS
-from selfsup.methods.teacher import MomentumTeacher, cosine_tau
+from selfsup.methods.parts.teacher import MomentumTeacher, cosine_tau
 
 
 def test_tau_follows_the_cosine_schedule_from_base_to_one():
@@ -24,7 +24,7 @@ def test_ema_update_moves_the_teacher_by_one_minus_tau():
 
 
 def _byol(**kw):
-    backbone = build_backbone("resnet-small", in_channels=1)
+    backbone = build_backbone("resnet-small", {"channels": 1})
     cls = METHODS["byol"]
     return cls(backbone, cls.Args(proj_hidden=32, proj_dim=16, pred_hidden=32, **kw))
 

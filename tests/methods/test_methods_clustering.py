@@ -1,5 +1,6 @@
 """DINO, SwAV, MYOW and RotNet: their state updates, schedules and gradient flow, on real tensors,
 and each trained for one epoch from the command line on the bundled digits."""
+
 import json
 
 import pytest
@@ -11,10 +12,11 @@ from selfsup.cli import main
 from selfsup.config import build_config
 from selfsup.losses import dino_loss
 from selfsup.methods import METHODS
-from selfsup.methods.multicrop import forward_multicrop, multicrop_views
 from selfsup.methods.myow import mine_neighbours
+from selfsup.methods.parts.multicrop import forward_multicrop
+from selfsup.methods.parts.sinkhorn import sinkhorn
 from selfsup.methods.rotnet import rotations
-from selfsup.methods.sinkhorn import sinkhorn
+from selfsup.modalities.image.recipes import multicrop_views, recipe_for
 
 B = 8
 
@@ -22,14 +24,13 @@ B = 8
 def _method(name, steps_per_epoch=3, total_steps=30, **kw):
     torch.manual_seed(0)
     cls = METHODS[name]
-    method = cls(build_backbone("resnet-small", in_channels=1), cls.Args(**kw))
+    method = cls(build_backbone("resnet-small", {"channels": 1}), cls.Args(**kw))
     method.configure(steps_per_epoch, total_steps)
     return method
 
 
 def _views(method, n=B):
-    args = method.args if hasattr(method.args, "n_local") else None
-    configs = method.default_views(8, args)
+    configs = recipe_for(method.view_plan(method.args), 8)
     return [torch.randn(n, 1, c.size, c.size) for c in configs]
 
 
@@ -57,6 +58,7 @@ def _train(method, steps, start=0, lr=0.5):
 
 # ------------------------------------------------------------------------------------------ shared
 
+
 def test_multicrop_views_are_two_asymmetric_globals_then_locals():
     views = multicrop_views(32, 16, 3, (0.4, 1.0), (0.05, 0.4))
     assert [v.size for v in views] == [32, 32, 16, 16, 16]
@@ -73,8 +75,9 @@ def test_forward_multicrop_batches_each_resolution_once_and_keeps_view_order():
             calls.append(tuple(x.shape))
             return x.mean(dim=(1, 2, 3))[:, None]
 
-    views = [torch.full((2, 1, 8, 8), float(i)) for i in range(2)] + \
-            [torch.full((2, 1, 4, 4), float(i)) for i in range(2, 5)]
+    views = [torch.full((2, 1, 8, 8), float(i)) for i in range(2)] + [
+        torch.full((2, 1, 4, 4), float(i)) for i in range(2, 5)
+    ]
     out = forward_multicrop(Probe(), views)
     assert calls == [(4, 1, 8, 8), (6, 1, 4, 4)]
     assert out[:, 0].tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
@@ -130,8 +133,15 @@ def test_dino_teacher_gets_no_gradient_and_moves_only_in_after_step():
 
 
 def test_dino_teacher_temperature_warms_up_linearly_then_stays():
-    method = _method("dino", steps_per_epoch=10, total_steps=1000, warmup_teacher_temp=0.04,
-                     teacher_temp=0.07, warmup_teacher_temp_epochs=30, **DINO_SMALL)
+    method = _method(
+        "dino",
+        steps_per_epoch=10,
+        total_steps=1000,
+        warmup_teacher_temp=0.04,
+        teacher_temp=0.07,
+        warmup_teacher_temp_epochs=30,
+        **DINO_SMALL,
+    )
     assert method.teacher_temp_now.item() == pytest.approx(0.04)
     assert method.teacher_temp_at(0) == pytest.approx(0.04)
     assert method.teacher_temp_at(150) == pytest.approx(0.055)
@@ -210,8 +220,15 @@ def test_swav_codes_are_sinkhorn_of_the_global_views_and_the_loss_swaps_them():
 
 
 def test_swav_queue_starts_after_its_epoch_fills_and_then_joins_the_sinkhorn():
-    method = _method("swav", steps_per_epoch=2, total_steps=20, queue_size=2 * B, queue_start_epoch=1,
-                     freeze_prototypes_epochs=0, **SWAV_SMALL)
+    method = _method(
+        "swav",
+        steps_per_epoch=2,
+        total_steps=20,
+        queue_size=2 * B,
+        queue_start_epoch=1,
+        freeze_prototypes_epochs=0,
+        **SWAV_SMALL,
+    )
     queues = method.queues
     _train(method, steps=2)  # epoch 0: the queue is not started
     assert [int(q.filled) for q in queues] == [0, 0]
@@ -240,6 +257,7 @@ def test_swav_queue_starts_after_its_epoch_fills_and_then_joins_the_sinkhorn():
 
 # -------------------------------------------------------------------------------------------- MYOW
 
+
 def test_mine_neighbours_finds_the_true_nearest_other_sample():
     torch.manual_seed(0)
     anchors = torch.randn(10, 6)
@@ -263,8 +281,15 @@ MYOW_SMALL = dict(proj_hidden=32, proj_dim=16, pred_hidden=32, mined_hidden=16, 
 
 
 def test_myow_weight_is_zero_during_warm_up_then_ramps_linearly():
-    method = _method("myow", steps_per_epoch=10, total_steps=500, myow_weight=2.0, myow_warmup_epochs=5,
-                     myow_rampup_epochs=10, **MYOW_SMALL)
+    method = _method(
+        "myow",
+        steps_per_epoch=10,
+        total_steps=500,
+        myow_weight=2.0,
+        myow_warmup_epochs=5,
+        myow_rampup_epochs=10,
+        **MYOW_SMALL,
+    )
     assert [method.weight_at(s) for s in (0, 49, 50, 100, 150, 400)] == [0.0, 0.0, 0.0, 1.0, 2.0, 2.0]
     assert method.after_step(100, 500)["myow_weight"] == 1.0 and method.myow_weight_now.item() == 1.0
 
@@ -279,8 +304,9 @@ def test_myow_loss_mixes_augmented_and_mined_terms():
 
 def test_myow_step_trains_every_online_module_and_not_the_target():
     method = _method("myow", myow_warmup_epochs=0, myow_rampup_epochs=0, **MYOW_SMALL)
-    online = {n: _snapshot(getattr(method, n)) for n in ("backbone", "projector", "predictor", "projector_m",
-                                                         "predictor_m")}
+    online = {
+        n: _snapshot(getattr(method, n)) for n in ("backbone", "projector", "predictor", "projector_m", "predictor_m")
+    }
     target = _snapshot(method.target)
     opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.1)
     method(_views(method))["loss"].backward()
@@ -295,14 +321,15 @@ def test_myow_step_trains_every_online_module_and_not_the_target():
 
 # ------------------------------------------------------------------------------------------ RotNet
 
+
 def test_rotations_are_the_four_counter_clockwise_quarter_turns_with_their_labels():
     x = torch.arange(9.0).reshape(1, 1, 3, 3)
     rotated, labels = rotations(torch.cat([x, x + 10]))
     assert rotated.shape == (8, 1, 3, 3) and labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
     assert rotated[0, 0].tolist() == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
-    assert rotated[2, 0].tolist() == [[2, 5, 8], [1, 4, 7], [0, 3, 6]]    # 90 degrees
-    assert rotated[4, 0].tolist() == [[8, 7, 6], [5, 4, 3], [2, 1, 0]]    # 180
-    assert rotated[6, 0].tolist() == [[6, 3, 0], [7, 4, 1], [8, 5, 2]]    # 270
+    assert rotated[2, 0].tolist() == [[2, 5, 8], [1, 4, 7], [0, 3, 6]]  # 90 degrees
+    assert rotated[4, 0].tolist() == [[8, 7, 6], [5, 4, 3], [2, 1, 0]]  # 180
+    assert rotated[6, 0].tolist() == [[6, 3, 0], [7, 4, 1], [8, 5, 2]]  # 270
     assert rotated[3, 0, 0, 0].item() == 12.0  # the second image's 90-degree copy
     with pytest.raises(ValueError, match="square"):
         rotations(torch.zeros(1, 1, 3, 4))
@@ -334,6 +361,7 @@ FAST_SETS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(FAST_SETS))
 def test_digits_recipe_trains_from_the_command_line(name, tmp_path):
     sets = ["train.batch_size=128", "train.log_every=5"] + FAST_SETS[name]
@@ -354,7 +382,7 @@ def test_fashion_mnist_recipe_resolves(name):
 
 def test_forward_multicrop_keeps_batchnorm_running_statistics_of_the_global_views_only():
     torch.manual_seed(0)
-    backbone = build_backbone("resnet-small", in_channels=1)
+    backbone = build_backbone("resnet-small", {"channels": 1})
     bn = backbone.stem[1]
     globals_ = [torch.randn(4, 1, 8, 8) + 3.0 for _ in range(2)]
     backbone(torch.cat(globals_))  # the running statistics of the global views alone

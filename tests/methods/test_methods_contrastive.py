@@ -1,5 +1,6 @@
 """SimCLR, MoCo v2, MoCo v3, Barlow Twins, VICReg, SimSiam and NNCLR: what one optimisation step
 trains (and what it must not), the queues and support sets, checkpoints, and a CLI run each."""
+
 import json
 import math
 
@@ -38,7 +39,7 @@ N = 8
 
 def build(name, **kw):
     cls = METHODS[name]
-    return cls(build_backbone("resnet-small", in_channels=1), cls.Args(**{**SMALL[name], **kw}))
+    return cls(build_backbone("resnet-small", {"channels": 1}), cls.Args(**{**SMALL[name], **kw}))
 
 
 def views(seed=0, n=N):
@@ -108,6 +109,7 @@ def test_mocov2_contrasts_with_earlier_keys_and_enqueues_this_steps_keys_after_t
     method = build("mocov2")
     queue = method.queue
     assert int(queue.filled) == queue.size and int(queue.ptr) == 0  # starts full of random unit keys
+    first = None
     for step, seed in enumerate([1, 2], start=1):
         v1, v2 = views(seed)
         rows_before = queue.rows.clone()
@@ -116,13 +118,14 @@ def test_mocov2_contrasts_with_earlier_keys_and_enqueues_this_steps_keys_after_t
         out = method([v1, v2])
         # The loss is InfoNCE against the queue as it was before this step.
         assert out["loss"].item() == pytest.approx(
-            losses.infonce(q, expected_keys, 0.2, negatives=rows_before).item(), rel=1e-5)
+            losses.infonce(q, expected_keys, 0.2, negatives=rows_before).item(), rel=1e-5
+        )
         assert torch.equal(queue.rows, rows_before)  # forward does not touch the queue
         method.after_step(step, 10)
         assert int(queue.ptr) == step * N
-        new = queue.rows[(step - 1) * N: step * N]
+        new = queue.rows[(step - 1) * N : step * N]
         assert torch.allclose(new, expected_keys, atol=1e-6)
-        assert torch.equal(queue.rows[step * N:], rows_before[step * N:])  # the rest is untouched
+        assert torch.equal(queue.rows[step * N :], rows_before[step * N :])  # the rest is untouched
         if step == 2:  # the first step's keys are still there
             assert torch.equal(queue.rows[:N], first)
         first = queue.rows[:N].clone()
@@ -140,7 +143,7 @@ def test_mocov2_symmetric_enqueues_both_views_and_averages_both_orders():
     assert method([v1, v2])["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
     method.after_step(1, 10)
     assert int(method.queue.ptr) == 2 * N
-    assert torch.allclose(method.queue.rows[:2 * N], torch.cat([k2, k1]), atol=1e-6)
+    assert torch.allclose(method.queue.rows[: 2 * N], torch.cat([k2, k1]), atol=1e-6)
 
 
 def test_mocov2_shuffled_bn_encodes_keys_in_groups_of_a_permutation_and_restores_the_order():
@@ -161,8 +164,9 @@ def test_mocov2_grouped_batchnorm_is_the_network_run_on_each_chunk_in_one_pass()
     # Shuffling BN's arithmetic (statistics per chunk) without a pass per chunk: the same outputs
     # and gradients as running the network on each chunk, in float64 and in channels_last.
     from selfsup.methods.mocov2 import grouped_batchnorm
+
     torch.manual_seed(0)
-    net = build_backbone("resnet-small", 3, "cifar").double().to(memory_format=torch.channels_last)
+    net = build_backbone("resnet-small", {"channels": 3}).double().to(memory_format=torch.channels_last)
     x = torch.randn(12, 3, 8, 8, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
     grads = []
     for grouped in (False, True):
@@ -187,6 +191,7 @@ def test_mocov2_grouped_batchnorm_running_statistics_average_the_groups_updates(
     # The MoCo authors' CIFAR demo's SplitBatchNorm: each group updates its own copy of the running
     # statistics (momentum 0.1, unbiased variance), and the copies are averaged.
     from selfsup.methods.mocov2 import grouped_batchnorm
+
     torch.manual_seed(0)
     bn = torch.nn.BatchNorm2d(4)
     with torch.no_grad():
@@ -204,8 +209,11 @@ def test_mocov2_grouped_batchnorm_running_statistics_average_the_groups_updates(
     assert int(bn.num_batches_tracked) == 1
     bn.eval()
     with grouped_batchnorm(bn, 2):  # evaluation uses the running statistics, whole batch
-        assert torch.allclose(bn(x), torch.nn.functional.batch_norm(x, bn.running_mean, bn.running_var,
-                                                                  bn.weight, bn.bias, False), atol=1e-6)
+        assert torch.allclose(
+            bn(x),
+            torch.nn.functional.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False),
+            atol=1e-6,
+        )
 
 
 def test_mocov2_cosine_momentum_schedule_is_an_option():
@@ -275,7 +283,9 @@ def test_simsiam_loss_is_the_symmetrised_negative_cosine_with_stop_gradient():
     assert -1.0 <= loss.item() <= 1.0
     z1 = method.projector(method.backbone(v1))
     z2 = method.projector(method.backbone(v2))
-    expected = losses.negative_cosine(method.predictor(z1), z2) / 2 + losses.negative_cosine(method.predictor(z2), z1) / 2
+    expected = (
+        losses.negative_cosine(method.predictor(z1), z2) / 2 + losses.negative_cosine(method.predictor(z2), z1) / 2
+    )
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
@@ -295,11 +305,16 @@ CLI_SETS = {
     "barlowtwins": ["method_args.proj_hidden=64", "method_args.proj_dim=64"],
     "vicreg": ["method_args.proj_hidden=64", "method_args.proj_dim=64"],
     "simsiam": ["method_args.proj_hidden=64", "method_args.proj_dim=64", "method_args.pred_hidden=16"],
-    "nnclr": ["method_args.proj_hidden=64", "method_args.proj_dim=32", "method_args.pred_hidden=64",
-              "method_args.queue_size=256"],
+    "nnclr": [
+        "method_args.proj_hidden=64",
+        "method_args.proj_dim=32",
+        "method_args.pred_hidden=64",
+        "method_args.queue_size=256",
+    ],
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CLI_SETS))
 def test_cli_trains_the_digits_recipe(name, tmp_path, capsys):
     argv = ["train", f"{name}-digits", "--epochs", "1", "--out", str(tmp_path / "run")]
@@ -311,13 +326,18 @@ def test_cli_trains_the_digits_recipe(name, tmp_path, capsys):
     assert 0.0 < summary["knn_top1"] <= 1.0
 
 
+@pytest.mark.slow
 def test_mocov2_interrupted_and_resumed_equals_an_uninterrupted_run(tmp_path):
     # The queue (and its pointer) is checkpointed; no key is left pending between steps.
     import selfsup
     from selfsup.config import build_config
 
-    sets = CLI_SETS["mocov2"] + ["train.batch_size=128", "data.subset=256", "optim.warmup_epochs=0",
-                                 "train.checkpoint_every=1"]
+    sets = CLI_SETS["mocov2"] + [
+        "train.batch_size=128",
+        "data.subset=256",
+        "optim.warmup_epochs=0",
+        "train.checkpoint_every=1",
+    ]
     selfsup.train(build_config("mocov2-digits", sets, epochs=2), out=tmp_path / "straight")
     part = selfsup.train(build_config("mocov2-digits", sets + ["train.stop_after=1"], epochs=2), out=tmp_path / "split")
     assert part["finished"] is False
@@ -334,7 +354,7 @@ def test_mocov2_shuffled_bn_takes_a_batch_its_splits_do_not_divide():
     torch.manual_seed(0)
     method = build("mocov2", bn_splits=2)
     x = views(0, 9)[0]
-    q = method._query(x)
+    q, h = method._query(x)
     online = torch.nn.Sequential(method.backbone, method.projector)
     expected = F.normalize(torch.cat([online(x[:5]), online(x[5:])]), dim=1)
     assert torch.allclose(q, expected, atol=1e-5)

@@ -1,5 +1,6 @@
 """GMML, SiT and I-JEPA: their masks, what each network sees, what the losses look at, and what
 trains, on tiny vision transformers; then every method from the command line on digits."""
+
 import json
 
 import numpy as np
@@ -11,10 +12,10 @@ from selfsup.backbones import build_backbone
 from selfsup.backbones.vit import VisionTransformer, patchify
 from selfsup.errors import UsageError
 from selfsup.methods import METHODS
-from selfsup.methods.blockmask import block_masks, components, multiblock_masks
 from selfsup.methods.gmml import masked_l1, parse_blocks
-from selfsup.methods.ijepa import linear_tau
-from selfsup.methods.masking import random_keep
+from selfsup.methods.parts.blockmask import block_masks, components, multiblock_masks
+from selfsup.methods.parts.masking import random_keep
+from selfsup.methods.parts.teacher import linear_tau
 
 
 def tiny_vit(**kw):
@@ -70,6 +71,7 @@ def inputs_of(module):
 
 # --------------------------------------------------------------------------------------- GMML masks
 
+
 @pytest.mark.parametrize("grid", [4, 8, 16])
 @pytest.mark.parametrize("coverage", [0.3, 0.5, 0.75])
 def test_block_masks_are_connected_groups_with_the_requested_coverage(grid, coverage):
@@ -92,10 +94,7 @@ def test_the_connectivity_check_rejects_scattered_masks():
 
 
 def test_flood_fill_counts_four_connected_groups():
-    grid = np.array([[1, 1, 0, 0],
-                     [0, 1, 0, 1],
-                     [0, 0, 0, 1],
-                     [1, 0, 1, 1]], dtype=bool)
+    grid = np.array([[1, 1, 0, 0], [0, 1, 0, 1], [0, 0, 0, 1], [1, 0, 1, 1]], dtype=bool)
     assert sorted(components(grid)) == [1, 3, 4]
 
 
@@ -108,6 +107,7 @@ def test_block_masks_draw_each_coverage_from_a_range():
 
 # ------------------------------------------------------------------------------------- I-JEPA masks
 
+
 @pytest.mark.parametrize("grid, num_targets", [(4, 2), (8, 4), (16, 4)])
 def test_ijepa_target_blocks_are_rectangles_disjoint_from_the_context(grid, num_targets):
     torch.manual_seed(grid)
@@ -115,19 +115,20 @@ def test_ijepa_target_blocks_are_rectangles_disjoint_from_the_context(grid, num_
     context, targets = multiblock_masks(n, grid, num_targets)
     assert context.ndim == 2 and targets.shape[:2] == (n, num_targets)
     in_context = torch.zeros(n, length, dtype=torch.bool).scatter_(1, context, True)
-    assert not in_context.gather(1, targets.flatten(1)).any()       # disjoint from every target
-    assert (in_context.sum(1) == context.shape[1]).all()            # no index twice
-    assert context.shape[1] >= max(2, round(0.05 * length))         # min_keep
+    assert not in_context.gather(1, targets.flatten(1)).any()  # disjoint from every target
+    assert (in_context.sum(1) == context.shape[1]).all()  # no index twice
+    assert context.shape[1] >= max(2, round(0.05 * length))  # min_keep
     for blocks in targets:
         for block in blocks:
             rows, cols = (block // grid).unique(), (block % grid).unique()
-            assert len(rows) * len(cols) == len(block)               # a full rectangle ...
+            assert len(rows) * len(cols) == len(block)  # a full rectangle ...
             assert rows.max() - rows.min() + 1 == len(rows) and cols.max() - cols.min() + 1 == len(cols)
     scale = targets.shape[2] / length
     assert 0.05 <= scale <= 0.3  # 15-20% before rounding to whole tokens
 
 
 # ---------------------------------------------------------------------------------------------- GMML
+
 
 def test_gmml_corrupts_only_the_masked_tokens_with_noise_zeros_or_another_image():
     x = torch.randn(6, 1, 16, 16)
@@ -208,10 +209,11 @@ def test_gmml_visualize_is_seeded_and_keeps_the_clean_tokens():
 def test_masked_methods_need_a_vision_transformer():
     for name in ("gmml", "sit", "ijepa"):
         with pytest.raises(UsageError, match="vision transformer"):
-            METHODS[name](build_backbone("resnet-small", in_channels=1), METHODS[name].Args())
+            METHODS[name](build_backbone("resnet-small", {"channels": 1}), METHODS[name].Args())
 
 
 # ----------------------------------------------------------------------------------------------- SiT
+
 
 def test_sit_student_sees_corrupted_views_and_the_teacher_the_clean_ones():
     method = sit()
@@ -252,6 +254,7 @@ def test_sit_step_trains_the_student_and_not_the_teacher_until_the_momentum_upda
 
 # -------------------------------------------------------------------------------------------- I-JEPA
 
+
 def test_ijepa_context_encoder_sees_only_the_context_tokens():
     method = ijepa()
     x = torch.randn(5, 1, 16, 16)
@@ -259,7 +262,7 @@ def test_ijepa_context_encoder_sees_only_the_context_tokens():
     context_in = inputs_of(method.backbone.blocks[0])
     target_in = inputs_of(method.target.net.blocks[0])
     method([x])
-    (context_idx, target_idx), = masks
+    ((context_idx, target_idx),) = masks
     vit = method.backbone
     expected = torch.gather(vit.embed(x), 1, context_idx[..., None].expand(-1, -1, vit.embed_dim))
     assert context_in[0].shape == (5, 1 + context_idx.shape[1], vit.embed_dim)
@@ -275,7 +278,7 @@ def test_ijepa_loss_is_the_squared_error_to_layer_normalised_target_tokens():
     preds = []
     method.predictor.register_forward_hook(lambda mod, args, out: preds.append(out))
     loss = method([x])["loss"]
-    (_, target_idx), = masks
+    ((_, target_idx),) = masks
     h = method.target.net.encode(method.target.net.embed(x))[:, 1:]
     h = F.layer_norm(h, (h.shape[-1],))
     targets = torch.stack([h[i][target_idx[i]] for i in range(4)])
@@ -310,14 +313,19 @@ def test_ijepa_ema_target_receives_no_gradient_and_follows_the_linear_momentum()
 SHORT = ("--epochs", "1", "--batch-size", "32", "--set", "data.subset=64", "--set", "augment.size=8")
 
 
-@pytest.mark.parametrize("recipe, extra", [
-    ("gmml-digits", ()),
-    ("sit-digits", ()),
-    ("ijepa-digits", ("--set", "method_args.num_targets=2")),  # 4x4 tokens at 8 px: two targets fit
-])
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "recipe, extra",
+    [
+        ("gmml-digits", ()),
+        ("sit-digits", ()),
+        ("ijepa-digits", ("--set", "method_args.num_targets=2")),  # 4x4 tokens at 8 px: two targets fit
+    ],
+)
 def test_masked_methods_run_end_to_end_from_the_cli(tmp_path, capsys, recipe, extra):
     from selfsup.cli import main
     from selfsup.encoder import load_encoder
+
     run = tmp_path / recipe
     code = main(["train", recipe, *SHORT, *extra, "--out", str(run)])
     _, err = capsys.readouterr()

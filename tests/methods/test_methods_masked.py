@@ -1,4 +1,5 @@
 """MAE, MP3, the shared random masking, fine-tuning, and the ViT methods from the command line."""
+
 import json
 
 import numpy as np
@@ -12,8 +13,9 @@ from selfsup.errors import UsageError
 from selfsup.evaluate.finetune import Classifier, FinetuneArgs, finetune, param_groups
 from selfsup.methods import METHODS
 from selfsup.methods.mae import masked_patch_loss
-from selfsup.methods.masking import random_keep
 from selfsup.methods.mp3 import context_mask
+from selfsup.methods.parts.masking import random_keep
+from selfsup.modalities.image import MODALITY, ViewConfig
 
 
 @pytest.fixture(autouse=True)
@@ -98,8 +100,13 @@ def test_mae_step_trains_encoder_and_decoder_but_not_the_sincos_embedding():
     out["loss"].backward()
     opt.step()
     after = method.state_dict()
-    for name in ("backbone.blocks.0.attn.qkv.weight", "backbone.patch_embed.weight", "mask_token",
-                 "decoder_pred.weight", "decoder_blocks.0.mlp.0.weight"):
+    for name in (
+        "backbone.blocks.0.attn.qkv.weight",
+        "backbone.patch_embed.weight",
+        "mask_token",
+        "decoder_pred.weight",
+        "decoder_blocks.0.mlp.0.weight",
+    ):
         assert not torch.equal(before[name], after[name]), name
     assert torch.equal(before["backbone.pos_embed"], after["backbone.pos_embed"])
 
@@ -119,7 +126,7 @@ def test_mae_visualize_masks_and_pastes_back_the_visible_patches():
 
 
 def test_mae_and_mp3_need_a_vision_transformer():
-    resnet = build_backbone("resnet-small", in_channels=1)
+    resnet = build_backbone("resnet-small", {"channels": 1})
     for name in ("mae", "mp3"):
         with pytest.raises(UsageError, match="vision transformer"):
             METHODS[name](resnet, METHODS[name].Args())
@@ -183,35 +190,61 @@ def test_layer_wise_lr_decay_groups():
     vit = tiny_vit()
     groups = param_groups(Classifier(vit, 10), 0.05, 0.5)
     scale_of = {id(p): (g["scale"], g["weight_decay"]) for g in groups for p in g["params"]}
-    assert scale_of[id(vit.patch_embed.weight)] == (0.5 ** 3, 0.05)
-    assert scale_of[id(vit.cls_token)] == (0.5 ** 3, 0.0)
-    assert scale_of[id(vit.blocks[0].attn.qkv.weight)] == (0.5 ** 2, 0.05)
+    assert scale_of[id(vit.patch_embed.weight)] == (0.5**3, 0.05)
+    assert scale_of[id(vit.cls_token)] == (0.5**3, 0.0)
+    assert scale_of[id(vit.blocks[0].attn.qkv.weight)] == (0.5**2, 0.05)
     assert scale_of[id(vit.blocks[1].attn.qkv.bias)] == (0.5, 0.0)
     assert scale_of[id(vit.norm.weight)] == (1.0, 0.0)
-    resnet = build_backbone("resnet-small", in_channels=1)
+    resnet = build_backbone("resnet-small", {"channels": 1})
     assert {g["scale"] for g in param_groups(Classifier(resnet, 10), 0.05, 0.5)} == {1.0}
 
 
+@pytest.mark.slow
 def test_finetune_trains_a_copy_of_a_vit_and_scores_the_test_split():
     data = load_dataset("digits")
     torch.manual_seed(1)
     vit = tiny_vit(image_size=8, embed_dim=32, pool="mean")
     before = {k: v.clone() for k, v in vit.state_dict().items()}
     spec = {"size": 8, "channels": 1, "mean": (0.3,), "std": (0.35,)}
-    res = finetune(vit, data.train, data.train_labels, data.test, data.test_labels, 10, spec,
-                   crop_scale=(0.6, 1.0), flip_p=0.0, seed=1, args=FinetuneArgs(epochs=6, batch_size=64, lr=2e-2))
+    args = FinetuneArgs(epochs=6, batch_size=64, lr=2e-2, crop_scale=(0.6, 1.0))
+    augment = MODALITY.finetune_views(spec, ViewConfig(flip_p=0.0), args)
+    res = finetune(
+        vit,
+        data.train,
+        data.train_labels,
+        data.test,
+        data.test_labels,
+        10,
+        MODALITY.eval_transform(spec),
+        augment,
+        seed=1,
+        args=args,
+    )
+    assert res["settings"]["crop_scale"] == [0.6, 1.0] and res["settings"]["flip_p"] == 0.0
     assert res["top1"] > 0.4  # chance is 0.1; a ViT from scratch after 6 short epochs
     assert res["n_fit"] + res["n_held_out"] == len(data.train) and res["n_held_out"] == 144
     assert 1 <= res["best_epoch"] <= 6 and res["val_top1"] == pytest.approx(max(res["val_history"]), abs=1e-6)
     assert all(torch.equal(before[k], v) for k, v in vit.state_dict().items())  # the encoder is untouched
 
 
+@pytest.mark.slow
 def test_finetune_on_a_fraction_of_the_labels_keeps_the_class_balance():
     data = load_dataset("digits")
     vit = tiny_vit(image_size=8, embed_dim=32, pool="mean")
     spec = {"size": 8, "channels": 1, "mean": (0.3,), "std": (0.35,)}
-    res = finetune(vit, data.train, data.train_labels, data.test, data.test_labels, 10, spec, flip_p=0.0,
-                   args=FinetuneArgs(epochs=1, batch_size=64, labels=0.2))
+    args = FinetuneArgs(epochs=1, batch_size=64, labels=0.2)
+    augment = MODALITY.finetune_views(spec, ViewConfig(flip_p=0.0), args)
+    res = finetune(
+        vit,
+        data.train,
+        data.train_labels,
+        data.test,
+        data.test_labels,
+        10,
+        MODALITY.eval_transform(spec),
+        augment,
+        args=args,
+    )
     per_class = torch.bincount(data.train_labels, minlength=10)
     assert res["n_fit"] + res["n_held_out"] == int(sum(round(0.2 * int(n)) for n in per_class))
     with pytest.raises(UsageError, match="labels is the fraction"):
@@ -221,6 +254,7 @@ def test_finetune_on_a_fraction_of_the_labels_keeps_the_class_balance():
 # ------------------------------------------------------------------------------------ command line
 def run_cli(capsys, *argv):
     from selfsup.cli import main
+
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
@@ -229,11 +263,15 @@ def run_cli(capsys, *argv):
 SHORT = ("--epochs", "1", "--batch-size", "32", "--set", "data.subset=64", "--set", "augment.size=8")
 
 
-@pytest.mark.parametrize("recipe, extra", [
-    ("mae-digits", ()),
-    ("mp3-digits", ()),
-    ("dino-vit-digits", ("--set", "method_args.n_local=2", "--set", "model.drop_path=0.1")),
-])
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "recipe, extra",
+    [
+        ("mae-digits", ()),
+        ("mp3-digits", ()),
+        ("dino-vit-digits", ("--set", "method_args.n_local=2", "--set", "model.drop_path=0.1")),
+    ],
+)
 def test_vit_methods_run_end_to_end_from_the_cli(tmp_path, capsys, recipe, extra):
     run = tmp_path / recipe
     code, out, err = run_cli(capsys, "train", recipe, *SHORT, *extra, "--out", str(run))
@@ -241,22 +279,40 @@ def test_vit_methods_run_end_to_end_from_the_cli(tmp_path, capsys, recipe, extra
     summary = json.loads((run / "summary.json").read_text())
     assert summary["finished"] and summary["method"] == recipe.split("-digits")[0].replace("-vit", "")
     from selfsup.encoder import load_encoder
+
     encoder = load_encoder(run)
     assert isinstance(encoder, VisionTransformer) and encoder.patch_size == 2 and encoder.grid == 4
     assert encoder(torch.randn(2, 1, 8, 8)).shape == (2, 192)
-    assert encoder.backbone_spec["drop_path"] == (0.1 if "model.drop_path=0.1" in extra else 0.0)
+    assert encoder.backbone_spec["options"]["drop_path"] == (0.1 if "model.drop_path=0.1" in extra else 0.0)
 
 
+@pytest.mark.slow
 def test_finetune_protocol_from_the_cli_on_a_resnet_run(tmp_path, capsys):
     run = tmp_path / "byol"
-    code, _, err = run_cli(capsys, "train", "byol-digits", "--epochs", "1", "--set", "augment.size=8",
-                           "--set", "data.subset=256", "--out", str(run))
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        "byol-digits",
+        "--epochs",
+        "1",
+        "--set",
+        "augment.size=8",
+        "--set",
+        "data.subset=256",
+        "--out",
+        str(run),
+    )
     assert code == 0, err
     # a small labelled set keeps the ten fine-tuning epochs short
     data = load_dataset("digits")
     small = tmp_path / "small.npz"
-    np.savez(small, x_train=data.train[:300, 0].numpy(), y_train=data.train_labels[:300].numpy(),
-             x_test=data.test[:100, 0].numpy(), y_test=data.test_labels[:100].numpy())
+    np.savez(
+        small,
+        x_train=data.train[:300, 0].numpy(),
+        y_train=data.train_labels[:300].numpy(),
+        x_test=data.test[:100, 0].numpy(),
+        y_test=data.test_labels[:100].numpy(),
+    )
     code, out, err = run_cli(capsys, "eval", str(run), "--data", f"npz:{small}", "--protocol", "finetune", "--json")
     assert code == 0, err
     result = json.loads(out)
@@ -268,32 +324,53 @@ def test_finetune_protocol_from_the_cli_on_a_resnet_run(tmp_path, capsys):
     assert recorded["finetune_top1"] == result["finetune_top1"]
 
     # half of the labels, with the from-scratch baseline: same split sizes, one more headline number
-    code, out, err = run_cli(capsys, "eval", str(run), "--data", f"npz:{small}", "--protocol", "finetune", "--json",
-                             "--finetune-set", "labels=0.5", "--finetune-set", "epochs=2",
-                             "--finetune-set", "random_init_baseline=true", "--finetune-set", "crop_scale=[0.5,1]")
+    code, out, err = run_cli(
+        capsys,
+        "eval",
+        str(run),
+        "--data",
+        f"npz:{small}",
+        "--protocol",
+        "finetune",
+        "--json",
+        "--finetune-set",
+        "labels=0.5",
+        "--finetune-set",
+        "epochs=2",
+        "--finetune-set",
+        "random_init_baseline=true",
+        "--finetune-set",
+        "crop_scale=[0.5,1]",
+    )
     assert code == 0, err
     result = json.loads(out)
     ft = result["finetune"]
     assert ft["n_fit"] + ft["n_held_out"] == 150 and ft["settings"]["labels"] == 0.5
     assert ft["settings"]["crop_scale"] == [0.5, 1.0]
     assert 0 <= result["finetune_top1_random_init"] <= 1 and len(ft["random_init"]["val_history"]) == 2
-    code, out, err = run_cli(capsys, "eval", str(run), "--data", f"npz:{small}", "--protocol", "finetune",
-                             "--finetune-set", "epoch=2")
+    code, out, err = run_cli(
+        capsys, "eval", str(run), "--data", f"npz:{small}", "--protocol", "finetune", "--finetune-set", "epoch=2"
+    )
     assert code == 2 and "unknown fine-tuning setting 'epoch'; choose one of: epochs" in err
 
 
-@pytest.mark.parametrize("given, match", [
-    (["random_init_baseline=maybe"], "random_init_baseline expects bool, got 'maybe'"),
-    (["labels=abc"], "labels expects float, got 'abc'"),
-    (["epochs=2.5"], "epochs expects int, got 2.5"),
-    (["labels"], "takes KEY=VALUE"),
-    (["labels=1.5"], "labels is the fraction"),
-    (["crop_scale=0.8"], r"crop_scale expects a \[low, high\] pair"),
-    (["crop_scale=[0.9,0.2]"], "crop_scale must be"),
-])
+@pytest.mark.parametrize(
+    "given, match",
+    [
+        (["random_init_baseline=maybe"], "random_init_baseline expects bool, got 'maybe'"),
+        (["labels=abc"], "labels expects float, got 'abc'"),
+        (["epochs=2.5"], "epochs expects int, got 2.5"),
+        (["labels"], "takes KEY=VALUE"),
+        (["labels=1.5"], "labels is the fraction"),
+        (["crop_scale=0.8"], r"crop_scale expects a \[low, high\] pair"),
+        (["crop_scale=[0.9,0.2]"], "crop_scale must be"),
+    ],
+)
 def test_bad_finetune_settings_are_one_line_usage_errors(given, match):
     from selfsup.evaluate.finetune import finetune_settings
+
     with pytest.raises(UsageError, match=match):
         finetune_settings(given)
-    assert finetune_settings(["labels=0.1", "random_init_baseline=true", "epochs=3", "lr=2e-3", "crop_scale=[0.8,1]"]) \
-        == FinetuneArgs(labels=0.1, random_init_baseline=True, epochs=3, lr=0.002, crop_scale=(0.8, 1.0))
+    assert finetune_settings(
+        ["labels=0.1", "random_init_baseline=true", "epochs=3", "lr=2e-3", "crop_scale=[0.8,1]"]
+    ) == FinetuneArgs(labels=0.1, random_init_baseline=True, epochs=3, lr=0.002, crop_scale=(0.8, 1.0))

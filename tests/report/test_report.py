@@ -1,4 +1,5 @@
 """selfsup report on a real (short) digits run: a self-contained HTML page with every plot."""
+
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -8,6 +9,8 @@ import pytest
 import selfsup
 from selfsup.config import build_config
 from selfsup.report import write_report
+
+pytestmark = pytest.mark.slow  # end-to-end training runs
 
 pytest.importorskip("matplotlib")
 
@@ -57,10 +60,25 @@ def test_report_of_an_unfinished_run_says_what_it_skipped(tmp_path):
 def test_report_renders_in_headless_chromium(two_runs, tmp_path):
     out = write_report(list(two_runs), out=tmp_path / "report.html")
     shot = tmp_path / "shot.png"
-    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,2400",
-                    f"--screenshot={shot}", out.as_uri()], capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1400,2400",
+            f"--screenshot={shot}",
+            out.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+    )
     assert shot.is_file() and shot.stat().st_size > 50_000  # a blank page is a few kB
 
 

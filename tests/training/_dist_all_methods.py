@@ -5,6 +5,7 @@ before every checkpoint) fails the job.
 
     python -m torch.distributed.run --nproc_per_node 2 tests/_dist_all_methods.py OUT_DIR [METHOD ...]
 """
+
 import json
 import sys
 from pathlib import Path
@@ -22,8 +23,9 @@ def main() -> None:
     torch.set_num_threads(1)
     for method in methods:
         recipe = "dino-vit-digits" if method == "dino-vit" else f"{method}-digits"
-        cfg = build_config(recipe, ["data.subset=64", "train.batch_size=32", "train.log_every=1",
-                                    "eval.diagnose_every=0"], epochs=1)
+        cfg = build_config(
+            recipe, ["data.subset=64", "train.batch_size=32", "train.log_every=1", "eval.diagnose_every=0"], epochs=1
+        )
         summary = selfsup.train(cfg, out=out / method)  # checks that every rank holds the same parameters
         print(json.dumps({"method": method, "finished": summary.get("finished")}), flush=True)
 

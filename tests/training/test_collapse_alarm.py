@@ -1,5 +1,6 @@
 """The collapse alarm in real training runs on digits: it rings for a collapsing method and stays
 quiet for a healthy one."""
+
 import json
 
 import pytest
@@ -8,16 +9,29 @@ import selfsup
 from selfsup.config import build_config
 from selfsup.errors import TrainingError
 
+pytestmark = pytest.mark.slow  # end-to-end training runs
+
 
 def _events(run, kind):
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
-            if json.loads(line)["event"] == kind]
+    return [
+        json.loads(line)
+        for line in (run / "metrics.jsonl").read_text().splitlines()
+        if json.loads(line)["event"] == kind
+    ]
 
 
 def test_byol_without_predictor_or_ema_collapses_and_the_alarm_stops_it(tmp_path):
     # BYOL's Table 5 ablation: no predictor and a target equal to the online network collapses.
-    cfg = build_config("byol-digits", ["method_args.predictor=false", "method_args.tau_base=0.0",
-                                       "eval.stop_on_collapse=true", "train.checkpoint_every=100"], epochs=100)
+    cfg = build_config(
+        "byol-digits",
+        [
+            "method_args.predictor=false",
+            "method_args.tau_base=0.0",
+            "eval.stop_on_collapse=true",
+            "train.checkpoint_every=100",
+        ],
+        epochs=100,
+    )
     with pytest.raises(TrainingError, match="collapsed at epoch"):
         selfsup.train(cfg, out=tmp_path / "run")
     alarms = _events(tmp_path / "run", "collapse")

@@ -5,6 +5,7 @@ The contract under test (see selfsup.distributed): ``train.batch_size`` is the g
 whole batch: the same loss, the same parameters, the same online-probe state, up to float
 summation order. A checkpoint written by two processes resumes in one.
 """
+
 import json
 import os
 import signal
@@ -17,7 +18,10 @@ from pathlib import Path
 import pytest
 import torch
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is unavailable")
+pytestmark = [
+    pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is unavailable"),
+    pytest.mark.slow,  # several processes, each training
+]
 
 # 128 training images, global batch 64: 2 steps an epoch; small heads; no per-epoch diagnostics.
 # In float64: the runs add floats in different orders, and in float32 early training amplifies
@@ -25,8 +29,15 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="to
 # within a few steps, which only loose tolerances would accept. In float64 they stay ~1e-14, so
 # the comparison below is strict: a wrong gradient scale, a per-rank BatchNorm or a missing
 # gather fails it by many orders of magnitude.
-COMMON = ["data.subset=128", "train.batch_size=64", "train.log_every=1", "eval.diagnose_every=0",
-          "optim.warmup_epochs=1", "train.checkpoint_every=1", "train.precision=fp64"]
+COMMON = [
+    "data.subset=128",
+    "train.batch_size=64",
+    "train.log_every=1",
+    "eval.diagnose_every=0",
+    "optim.warmup_epochs=1",
+    "train.checkpoint_every=1",
+    "train.precision=fp64",
+]
 HEADS = {
     "byol": ["method_args.proj_hidden=64", "method_args.pred_hidden=64", "method_args.proj_dim=32"],
     "simclr": ["method_args.proj_hidden=64", "method_args.proj_dim=32"],
@@ -60,8 +71,19 @@ def _single(*args, timeout=300):
 
 
 def _torchrun(nproc, *args, timeout=300, extra=()):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), *extra, *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(nproc),
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        *extra,
+        *args,
+    ]
     proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -122,11 +144,25 @@ def test_two_ranks_match_one_process_on_the_global_batch_and_resume_in_one(tmp_p
 
 def test_two_machines_on_one_host_with_c10d_rendezvous(tmp_path):
     port, out = _free_port(), tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
-           "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "selfsup-test",
-           *_args("byol", out, [], epochs=1)]
-    nodes = [subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "2",
+        "--nproc_per_node",
+        "1",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"127.0.0.1:{port}",
+        "--rdzv-id",
+        "selfsup-test",
+        *_args("byol", out, [], epochs=1),
+    ]
+    nodes = [
+        subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     results = [node.communicate(timeout=300) for node in nodes]
     for node, (_, err) in zip(nodes, results):
         assert node.returncode == 0, err[-3000:]
@@ -154,8 +190,18 @@ def _rank_pids(marker: str, rank: int) -> list[int]:
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker processes through /proc")
 def test_killing_one_rank_ends_the_job_with_an_error_not_a_hang(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), *_args("byol", out, ["train.dist_timeout=60"], epochs=200)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        *_args("byol", out, ["train.dist_timeout=60"], epochs=200),
+    ]
     job = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     checkpoint = out / "checkpoints" / "last.pt"  # written after every epoch (checkpoint_every=1)
     deadline = time.time() + 180
@@ -179,6 +225,7 @@ def test_every_method_trains_under_ddp_with_identical_ranks(tmp_path):
     # One torchrun job trains each method (and DINO on a ViT) for an epoch on 2 processes; the loop
     # compares the ranks' parameters before its checkpoint and fails if they differ.
     from selfsup.methods import METHODS
+
     worker = Path(__file__).with_name("_dist_all_methods.py")
     proc = _torchrun(2, str(worker), str(tmp_path), *METHODS, "dino-vit", timeout=900)
     done = [json.loads(line)["method"] for line in proc.stdout.splitlines() if line.startswith("{")]

@@ -1,4 +1,5 @@
 """The training loop on real data (the bundled digits), small enough for the CPU."""
+
 import json
 import os
 import signal
@@ -14,8 +15,18 @@ import selfsup
 from selfsup.config import build_config
 from selfsup.errors import TrainingError, UsageError
 
-FAST = ["augment.size=8", "method_args.proj_hidden=64", "method_args.pred_hidden=64", "method_args.proj_dim=32",
-        "train.batch_size=128", "train.log_every=2", "train.checkpoint_every=1", "optim.warmup_epochs=1"]
+pytestmark = pytest.mark.slow  # end-to-end training runs
+
+FAST = [
+    "augment.size=8",
+    "method_args.proj_hidden=64",
+    "method_args.pred_hidden=64",
+    "method_args.proj_dim=32",
+    "train.batch_size=128",
+    "train.log_every=2",
+    "train.checkpoint_every=1",
+    "optim.warmup_epochs=1",
+]
 
 
 def fast_config(epochs=2, extra=()):

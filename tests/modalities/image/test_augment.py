@@ -1,4 +1,5 @@
 """Statistical and reference tests for the batched augmentations and the BYOL view recipe."""
+
 from __future__ import annotations
 
 import colorsys
@@ -9,12 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from selfsup.augment import (
-    ViewAugment,
-    ViewConfig,
-    ViewRecipe,
-    byol_views,
-    channel_stats,
+from selfsup.errors import UsageError
+from selfsup.modalities.image.ops import (
+    Uniforms,
     color_jitter,
     gaussian_blur,
     jitter_with,
@@ -23,10 +21,8 @@ from selfsup.augment import (
     resized_crop_flip,
     solarize,
 )
-from selfsup.augment.image import Uniforms
-from selfsup.augment.views import VIEW_DRAWS
-from selfsup.errors import UsageError
-
+from selfsup.modalities.image.recipes import byol_views
+from selfsup.modalities.image.views import VIEW_DRAWS, ViewAugment, ViewConfig, ViewRecipe, channel_stats
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, written out so a wrong constant in the code shows
 
@@ -66,6 +62,7 @@ def test_ops_keep_dtype_range_and_shape(name, channels, dtype):
 
 
 # --- crop and flip --------------------------------------------------------------------------
+
 
 def ramp_image(height: int, width: int) -> torch.Tensor:
     """Channel 0 holds each pixel centre's x / width, channel 1 its y / height."""
@@ -173,6 +170,7 @@ def test_parameters_differ_within_a_batch():
 
 # --- colour ---------------------------------------------------------------------------------
 
+
 def recovered_factors(component: int, strength: float, n: int = 2048) -> np.ndarray:
     """Jitter with only one component on, and read each sample's factor back from the output."""
     strengths = [0.0, 0.0, 0.0, 0.0]
@@ -279,9 +277,7 @@ def test_jitter_matches_a_naive_torchvision_reference(channels):
     )
     order = torch.rand(n, 4, generator=g).argsort(1)
     out = jitter_with(x, factors, order)
-    want = np.stack(
-        [naive_jitter(x[i].numpy(), factors[i].numpy(), order[i].tolist()) for i in range(n)]
-    )
+    want = np.stack([naive_jitter(x[i].numpy(), factors[i].numpy(), order[i].tolist()) for i in range(n)])
     np.testing.assert_allclose(out.numpy(), want, atol=2e-5)
 
 
@@ -297,6 +293,7 @@ def test_grayscale_rate_and_values():
 
 
 # --- blur, solarize, normalize --------------------------------------------------------------
+
 
 def test_blurred_delta_has_the_gaussian_profile():
     n, size, ks, sigma = 256, 15, 9, (0.5, 2.0)
@@ -384,16 +381,10 @@ def test_view_is_the_byol_chain_of_ops():
     for cfg in byol_views(32):
         pool = Uniforms(len(batch), VIEW_DRAWS, gen(5), batch.device)
         x = batch.float() / 255
-        x = resized_crop_flip(
-            x, cfg.size, cfg.crop_scale, cfg.crop_ratio, cfg.flip_p, generator=pool
-        )
-        x = color_jitter(
-            x, cfg.jitter_p, cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue, generator=pool
-        )
+        x = resized_crop_flip(x, cfg.size, cfg.crop_scale, cfg.crop_ratio, cfg.flip_p, generator=pool)
+        x = color_jitter(x, cfg.jitter_p, cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue, generator=pool)
         x = random_grayscale(x, cfg.grayscale_p, generator=pool)
-        x = gaussian_blur(
-            x, cfg.blur_p, cfg.blur_sigma, kernel_size=cfg.kernel_size, generator=pool
-        )
+        x = gaussian_blur(x, cfg.blur_p, cfg.blur_sigma, kernel_size=cfg.kernel_size, generator=pool)
         x = solarize(x, cfg.solarize_p, cfg.solarize_threshold, generator=pool)
         view = ViewAugment(cfg, 3, MEAN3, STD3)(batch, gen(5))
         assert torch.equal(view, normalize(x, MEAN3, STD3))
@@ -405,9 +396,7 @@ def test_view_rates_of_blur_and_solarize():
         # Blur as configured for this view, on deltas: any sigma > 0 lights up the neighbours.
         delta = torch.zeros(n, 1, 5, 5)
         delta[:, :, 2, 2] = 1.0
-        out = gaussian_blur(
-            delta, cfg.blur_p, cfg.blur_sigma, kernel_size=cfg.kernel_size, generator=gen()
-        )
+        out = gaussian_blur(delta, cfg.blur_p, cfg.blur_sigma, kernel_size=cfg.kernel_size, generator=gen())
         assert_rate((out[:, 0, 2, 1] > 0).float().mean().item(), cfg.blur_p, n)
         # Solarisation end to end: a white image stays >= 0.6 through crop, jitter, grey and
         # blur, so a view below 0.5 was solarised.
@@ -443,12 +432,11 @@ def test_eval_transform_is_a_deterministic_resize():
     up = F.interpolate(batch.float() / 255, size=(32, 32), mode="bilinear", align_corners=False)
     torch.testing.assert_close(out, normalize(up.expand(-1, 3, -1, -1), MEAN3, STD3))
     big = digits(4, 3, 64)
-    down = F.interpolate(
-        big.float() / 255, (32, 32), mode="bilinear", align_corners=False, antialias=True
-    )
+    down = F.interpolate(big.float() / 255, (32, 32), mode="bilinear", align_corners=False, antialias=True)
     torch.testing.assert_close(recipe.eval_transform(big), normalize(down, MEAN3, STD3))
 
 
+@pytest.mark.slow
 def test_recipe_traces_as_one_graph():
     recipe = ViewRecipe(byol_views(16), 3, MEAN3, STD3)
     explained = torch._dynamo.explain(recipe.__call__)(digits(8), gen())

@@ -1,4 +1,5 @@
 """selfsup.data against real files: the bundled digits, the Debian Fashion-MNIST copy, and files made here."""
+
 from __future__ import annotations
 
 import functools
@@ -13,9 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from selfsup.data import SOURCE_KINDS, Dataset, describe_sources, load_dataset, read_idx
-from selfsup.data import fashion
+from selfsup.data import Dataset, describe_sources, load_dataset, source_kinds
 from selfsup.errors import DataError, UsageError
+from selfsup.modalities.image.sources import fashion
+from selfsup.modalities.image.sources.idx import read_idx
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -38,6 +40,7 @@ def isolated_cache(tmp_path, monkeypatch):
 
 # --- digits ----------------------------------------------------------------------------------------
 
+
 def test_digits_shapes_and_split():
     d = load_dataset("digits")
     assert d.train.shape == (1437, 1, 8, 8) and d.test.shape == (360, 1, 8, 8)
@@ -45,7 +48,7 @@ def test_digits_shapes_and_split():
     assert int(d.train.max()) == 255 and int(d.test.max()) == 255
     assert d.train_labels.dtype == torch.int64 and set(d.train_labels.tolist()) == set(range(10))
     assert d.classes == [str(i) for i in range(10)] and d.num_classes == 10
-    assert (d.channels, d.height, d.width) == (1, 8, 8)
+    assert d.sample_shape == (1, 8, 8) and d.modality == "image" and d.task == "classification"
     again = load_dataset("digits")
     assert torch.equal(d.train, again.train) and torch.equal(d.test_labels, again.test_labels)
     rows = {tuple(x.flatten().tolist()) + (int(y),) for x, y in zip(d.train, d.train_labels)}
@@ -62,6 +65,7 @@ def test_unknown_spec_suggests_closest():
 
 
 # --- fashion-mnist ---------------------------------------------------------------------------------
+
 
 def test_fashion_mnist_real_files(fashion_dir):
     d = load_dataset("fashion-mnist", data_dir=str(fashion_dir))
@@ -153,6 +157,7 @@ def test_fashion_no_copy_offline(tmp_path, monkeypatch):
     assert str(tmp_path / "cache" / "fashion-mnist") in message and "\n" not in message
 
 
+@pytest.mark.slow
 def test_fashion_download_verifies_and_falls_back(fashion_dir, tmp_path, monkeypatch):
     """Downloads from a local HTTP server: the first mirror fails or serves a corrupt copy, the second works."""
     (tmp_path / "bad").mkdir()  # holds one corrupt file; the others are missing there (HTTP 404)
@@ -183,7 +188,7 @@ def test_fashion_selfsup_data_env(fashion_dir, tmp_path, monkeypatch):
 
 def test_describe_sources(fashion_dir):
     entries = describe_sources()
-    assert [e["name"] for e in entries] == list(SOURCE_KINDS)
+    assert [e["name"] for e in entries] == source_kinds()
     assert all(set(e) == {"name", "available", "location", "note"} for e in entries)
     by_name = {e["name"]: e for e in entries}
     assert by_name["fashion-mnist"]["available"] and by_name["fashion-mnist"]["location"] == str(fashion_dir)
@@ -199,8 +204,10 @@ def test_describe_sources_without_fashion(tmp_path, monkeypatch):
 
 # --- folder ------------------------------------------------------------------------------------------
 
+
 def _png(path: Path, value: int, size=(6, 4), mode="L") -> None:
     from PIL import Image
+
     path.parent.mkdir(parents=True, exist_ok=True)
     color = value if mode == "L" else (value, 255 - value, 7)
     Image.new(mode, size, color).save(path)
@@ -279,8 +286,10 @@ def test_folder_cache_created_and_reused(tmp_path):
 
 # --- npy / npz ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("shape, channels", [((5, 7, 9), 1), ((5, 7, 9, 3), 3), ((5, 3, 7, 9), 3),
-                                             ((5, 7, 9, 1), 1), ((5, 1, 7, 9), 1)])
+
+@pytest.mark.parametrize(
+    "shape, channels", [((5, 7, 9), 1), ((5, 7, 9, 3), 3), ((5, 3, 7, 9), 3), ((5, 7, 9, 1), 1), ((5, 1, 7, 9), 1)]
+)
 def test_npy_layouts(tmp_path, shape, channels):
     array = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
     np.save(tmp_path / "x.npy", array)
@@ -321,11 +330,22 @@ def test_npy_bad_inputs(tmp_path):
 
 def test_npz_keys_and_labels(tmp_path):
     rng = np.random.default_rng(1)
-    x_train, x_test = rng.integers(0, 256, (6, 8, 8, 3), dtype=np.uint8), rng.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
-    np.savez(tmp_path / "a.npz", x_train=x_train, y_train=np.array([5, 5, 9, 9, 5, 9]), x_test=x_test, y_test=np.array([9, 5]))
+    x_train, x_test = (
+        rng.integers(0, 256, (6, 8, 8, 3), dtype=np.uint8),
+        rng.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8),
+    )
+    np.savez(
+        tmp_path / "a.npz",
+        x_train=x_train,
+        y_train=np.array([5, 5, 9, 9, 5, 9]),
+        x_test=x_test,
+        y_test=np.array([9, 5]),
+    )
     d = load_dataset(f"npz:{tmp_path / 'a.npz'}")
     assert d.train.shape == (6, 3, 8, 8) and d.test.shape == (2, 3, 8, 8)
-    assert d.train_labels.tolist() == [0, 0, 1, 1, 0, 1] and d.test_labels.tolist() == [1, 0] and d.classes == ["5", "9"]
+    assert (
+        d.train_labels.tolist() == [0, 0, 1, 1, 0, 1] and d.test_labels.tolist() == [1, 0] and d.classes == ["5", "9"]
+    )
     np.savez_compressed(tmp_path / "b.npz", train_images=x_train, train_labels=np.arange(6), test_images=x_test)
     d = load_dataset(f"npz:{tmp_path / 'b.npz'}")
     assert d.test_labels is None and d.num_classes == 6
@@ -353,6 +373,14 @@ def test_npz_bad_inputs(tmp_path):
         load_dataset(f"npz:{tmp_path / 'single.npy'}")
 
 
-def test_dataset_rejects_wrong_dtype():
-    with pytest.raises(ValueError, match="uint8"):
-        Dataset("x", torch.zeros(2, 1, 4, 4), None, None, None, None, "here")
+def test_dataset_takes_any_sample_shape_but_one_per_dataset():
+    rows = Dataset(
+        "x", torch.zeros(4, 6), torch.tensor([0.5, 1.0, 2.0, 3.0]), None, None, None, "here", modality="table"
+    )
+    assert rows.task == "regression" and rows.num_classes is None and rows.sample_shape == (6,)
+    with pytest.raises(ValueError, match="test split is torch.float32 \\(5,\\)"):
+        Dataset("x", torch.zeros(2, 6), None, torch.zeros(2, 5), None, None, "here")
+    with pytest.raises(ValueError, match="test split is torch.uint8"):
+        Dataset("x", torch.zeros(2, 1, 4, 4), None, torch.zeros(2, 1, 4, 4, dtype=torch.uint8), None, None, "here")
+    with pytest.raises(ValueError, match="labels must be"):
+        Dataset("x", torch.zeros(2, 6), torch.zeros(3, dtype=torch.int64), None, None, None, "here")

@@ -1,0 +1,77 @@
+"""Run folders written by an older selfsup (fef551e, before the modality seam) stay readable:
+evaluated, reported, embedded and resumed by this code.
+
+The fixtures (tests/fixtures/old-runs-fef551e) are one run written by fef551e:
+``selfsup train byol-digits --epochs 2 --batch-size 128`` with narrowed heads and
+``train.threads=1``, stopped after its first epoch (``stopped``: config, metrics, summary,
+checkpoint) and the same run continued to its end by fef551e and evaluated there with
+``--protocol knn,linear`` (``finished``: its encoder and summary, the old key names such as
+``knn_top1_raw_pixels``; the checkpoint left out to keep the fixture small).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from selfsup.cli import main
+from selfsup.encoder import load_encoder
+
+FIXTURES = Path(__file__).with_name("fixtures") / "old-runs-fef551e"
+
+
+@pytest.fixture
+def finished(tmp_path):
+    return Path(shutil.copytree(FIXTURES / "finished", tmp_path / "finished"))
+
+
+def test_an_old_encoder_loads_and_its_summary_reads_with_current_names(finished):
+    encoder = load_encoder(finished)
+    assert encoder.modality == "image" and encoder.input_spec["size"] == 8 and encoder.feature_dim == 128
+    assert encoder.backbone_spec == {"name": "resnet-small", "options": {"stem": "cifar", "zero_init_residual": False}}
+    from selfsup.runs import RunFolder
+
+    summary = RunFolder(finished).read_summary()
+    assert summary["knn_top1_raw"] == pytest.approx(0.9417, abs=1e-4)
+    assert summary["eval"]["digits"]["linear"]["raw"]["weight_decay"] == 0.001
+    assert not any("raw_pixels" in key for key in json.dumps(summary).split('"'))
+
+
+@pytest.mark.slow
+def test_an_old_run_is_evaluated_reported_and_embedded(finished, tmp_path, capsys):
+    assert main(["eval", str(finished), "--protocol", "knn,linear", "--json", "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    old = json.loads((FIXTURES / "finished" / "summary.json").read_text())["eval"]["digits"]
+    # The same encoder and protocol as the old code: the same numbers, under the new names.
+    assert result["knn_top1"] == pytest.approx(old["knn_top1"]) and result["knn_top1_raw"] == pytest.approx(
+        old["knn_top1_raw_pixels"]
+    )
+    assert result["linear_top1"] == pytest.approx(old["linear_top1"], abs=0.01)
+    stored = json.loads((finished / "summary.json").read_text())
+    assert "knn_top1_raw" in stored and "knn_top1_raw_pixels" not in stored  # rewritten with the new names
+
+    assert main(["report", str(finished), "--device", "cpu"]) == 0
+    page = (finished / "report.html").read_text()
+    assert "kNN weighted k=200 T=0.1" in page and "linear (wd" in page and "alt='views'" in page
+
+    out = tmp_path / "emb.npy"
+    assert main(["embed", str(finished), "--data", "digits", "--out", str(out), "--device", "cpu"]) == 0
+    assert np.load(out).shape == (360, 128)
+
+
+@pytest.mark.slow
+def test_an_old_checkpoint_resumes_to_the_encoder_the_old_code_finished_with(tmp_path, capsys):
+    run = Path(shutil.copytree(FIXTURES / "stopped", tmp_path / "stopped"))
+    assert main(["train", "--resume", str(run)]) == 0
+    mine = load_encoder(run).state_dict()
+    old = load_encoder(FIXTURES / "finished").state_dict()
+    assert mine.keys() == old.keys()
+    for key in mine:  # bit-identical on the machine that wrote the fixture; CPU kernels may differ elsewhere
+        torch.testing.assert_close(mine[key], old[key], rtol=1e-4, atol=1e-5, msg=key)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["finished"] and summary["knn_top1"] == pytest.approx(0.8472, abs=0.01)
