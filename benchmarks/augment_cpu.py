@@ -1,6 +1,6 @@
 """Batched augmentation on the CPU against a per-sample Pillow pipeline of the same ops.
 
-    python benchmarks/augment_cpu.py [--images 4096] [--batch 512] [--size 32] [--threads 2]
+    python -m benchmarks.augment_cpu [--images 4096] [--batch 512] [--size 32] [--threads 2]
 
 Both pipelines make BYOL's two views (Grill et al. 2020, Table 6: crop 0.08-1, flip 0.5, colour
 jitter 0.8 x (0.4, 0.4, 0.2, 0.1), grayscale 0.2, blur 1.0 / 0.1, solarise 0 / 0.2) of 32x32 from
@@ -10,6 +10,7 @@ Printed: images/s of each (two views per image), their ratio, and the output sta
 (mean, std, fraction of exactly-equal channels) so one can see they compute the same thing.
 A benchmark, not a test: the figures go to BENCHMARKS.md with the machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,17 +18,14 @@ import colorsys  # noqa: F401  (documents that hue is the HSV hue, as in the bat
 import math
 import platform
 import random
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from selfsup.augment.views import ViewRecipe, byol_views  # noqa: E402
-from selfsup.data import load_dataset  # noqa: E402
+from selfsup.data.sources import load_dataset
+from selfsup.modalities.image.recipes import byol_views
+from selfsup.modalities.image.views import ViewRecipe
 
 
 # ------------------------------------------------------------------ the per-sample Pillow reference
@@ -35,6 +33,7 @@ def _pil_view(img, cfg, rng: random.Random, fractional_box: bool = False):
     """One view; ``fractional_box`` keeps the crop box unrounded (as the batched op) instead of
     torchvision's whole-pixel box - only to show where the two pipelines' statistics part."""
     from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+
     w, h = img.size
     area = w * h
     for _ in range(10):  # torchvision's RandomResizedCrop rule
@@ -78,9 +77,11 @@ def _pil_view(img, cfg, rng: random.Random, fractional_box: bool = False):
     return img
 
 
-def pillow_views(images_u8: np.ndarray, views, mean, std, rng: random.Random,
-                 fractional_box: bool = False) -> list[torch.Tensor]:
+def pillow_views(
+    images_u8: np.ndarray, views, mean, std, rng: random.Random, fractional_box: bool = False
+) -> list[torch.Tensor]:
     from PIL import Image
+
     out = [[] for _ in views]
     m = torch.tensor(mean).view(3, 1, 1)
     s = torch.tensor(std).view(3, 1, 1)
@@ -103,8 +104,11 @@ def main(argv=None) -> None:
     p.add_argument("--batch", type=int, default=512)
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--by-op", action="store_true",
-                   help="no timing: output statistics of both pipelines as the ops are switched on one by one")
+    p.add_argument(
+        "--by-op",
+        action="store_true",
+        help="no timing: output statistics of both pipelines as the ops are switched on one by one",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     data = load_dataset("fashion-mnist")
@@ -120,7 +124,7 @@ def main(argv=None) -> None:
     t = time.perf_counter()
     batched = []
     for start in range(0, len(images), args.batch):
-        batched.append(recipe(images[start:start + args.batch], g))
+        batched.append(recipe(images[start : start + args.batch], g))
     t_batched = time.perf_counter() - t
 
     rng = random.Random(0)
@@ -130,7 +134,10 @@ def main(argv=None) -> None:
     t_pil = time.perf_counter() - t
 
     batched_views = [torch.cat([b[k] for b in batched]) for k in range(len(views))]
-    print(f"machine: {platform.processor() or platform.machine()}, {args.threads} torch threads, torch {torch.__version__}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {args.threads} torch threads, "
+        f"torch {torch.__version__}"
+    )
     print(f"images: {len(images)} Fashion-MNIST 28x28 -> 2 BYOL views of {args.size}x{args.size}x3, batch {args.batch}")
     print(f"batched selfsup : {len(images) / t_batched:10,.0f} images/s   {_stats(batched_views, mean, std)}")
     print(f"per-sample PIL  : {len(images) / t_pil:10,.0f} images/s   {_stats(reference, mean, std)}")
@@ -140,6 +147,7 @@ def main(argv=None) -> None:
 def by_op(images: torch.Tensor, views, mean, std, batch: int) -> None:
     """Where the two pipelines' statistics part: the same views with the ops switched on in order."""
     import dataclasses
+
     off = dict(jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, solarize_p=0.0)
     stages = [("crop + flip", off)]
     for name in ("jitter_p", "grayscale_p", "blur_p", "solarize_p"):
@@ -149,7 +157,7 @@ def by_op(images: torch.Tensor, views, mean, std, batch: int) -> None:
         cfgs = [dataclasses.replace(v, **zeroed) for v in views]
         recipe = ViewRecipe(cfgs, 3, mean, std)
         g = torch.Generator().manual_seed(0)
-        parts = [recipe(images[i:i + batch], g) for i in range(0, len(images), batch)]
+        parts = [recipe(images[i : i + batch], g) for i in range(0, len(images), batch)]
         batched = [torch.cat([b[k] for b in parts]) for k in range(len(cfgs))]
         reference = pillow_views(images.numpy(), cfgs, mean, std, random.Random(0))
         unrounded = pillow_views(images.numpy(), cfgs, mean, std, random.Random(0), fractional_box=True)

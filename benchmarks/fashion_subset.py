@@ -1,7 +1,7 @@
 """Every method on a CPU-sized subset of Fashion-MNIST, one budget for all (a marked subset, not
 the protocol of ../shared/benchmarks.md, which needs ResNet-18 at 32x32 and a GPU).
 
-    python benchmarks/fashion_subset.py [METHOD ...] [--subset 4000] [--epochs 8] [--out runs/fmnist-subset]
+    python -m benchmarks.fashion_subset [METHOD ...] [--subset 4000] [--epochs 8] [--out runs/fmnist-subset]
 
 Per method: its shipped ``<method>-fashion-mnist`` recipe (optimiser, loss and augmentation
 settings), scaled to the CPU the same way for every method: a fixed random ``--subset`` of the
@@ -22,25 +22,35 @@ few hundred steps; MAE's, I-JEPA's and MP3's are 4-8x their papers' long-run rat
 method and protocol). ``--raw 16`` prints the raw-pixel kNN and linear probe at the encoder's input size (the images
 resized to 16x16, antialiased), a second baseline beside the native 28x28 one.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from selfsup.config import build_config, read_recipe
+from selfsup.evaluate.run import evaluate_run
+from selfsup.methods import METHODS
+from selfsup.training import train
 
-from selfsup.config import build_config, read_recipe  # noqa: E402
-from selfsup.evaluate.run import evaluate_run  # noqa: E402
-from selfsup.methods import METHODS  # noqa: E402
-from selfsup.train import train  # noqa: E402
-
-RESNET_METHODS = ["byol", "simclr", "mocov2", "mocov3", "barlowtwins", "vicreg", "simsiam", "nnclr", "dino",
-                  "swav", "myow", "rotnet"]
+RESNET_METHODS = [
+    "byol",
+    "simclr",
+    "mocov2",
+    "mocov3",
+    "barlowtwins",
+    "vicreg",
+    "simsiam",
+    "nnclr",
+    "dino",
+    "swav",
+    "myow",
+    "rotnet",
+]
 VIT_METHODS = ["mae", "gmml", "sit", "ijepa", "mp3", "dino-vit"]  # recipe names (dino-vit trains DINO on a ViT)
 
 # How each family is scaled to the CPU (besides data.subset, the batch and the epochs).
@@ -59,8 +69,12 @@ METHOD_SETS = {("vit", "ijepa"): ["method_args.num_targets=2"]}
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("methods", nargs="*", help="recipe names without -fashion-mnist (default: the family's)")
-    ap.add_argument("--family", choices=sorted(FAMILY_SETS), default="resnet",
-                    help="resnet: the 12 joint-embedding methods on resnet-small; vit: the ViT methods on ViT-Tiny")
+    ap.add_argument(
+        "--family",
+        choices=sorted(FAMILY_SETS),
+        default="resnet",
+        help="resnet: the 12 joint-embedding methods on resnet-small; vit: the ViT methods on ViT-Tiny",
+    )
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--subset", type=int, default=4000)
     ap.add_argument("--epochs", type=int, default=8)
@@ -68,15 +82,26 @@ def main() -> None:
     ap.add_argument("--out", default="runs/fmnist-subset")
     ap.add_argument("--protocols", default="knn,linear")
     ap.add_argument("--set", action="append", default=[], help="extra config overrides (key=value)")
-    ap.add_argument("--finetune-set", action="append", default=[], metavar="KEY=VALUE",
-                    help="settings of the finetune protocol, as selfsup eval's --finetune-set")
+    ap.add_argument(
+        "--finetune-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="settings of the finetune protocol, as selfsup eval's --finetune-set",
+    )
     ap.add_argument("--eval-only", action="store_true", help="evaluate finished runs, train nothing")
     ap.add_argument("--raw", type=int, default=0, help="only print raw-pixel baselines at this size")
     ap.add_argument("--table", action="store_true", help="print the results as a markdown table")
-    ap.add_argument("--short-run-lr", action="store_true",
-                    help="take optim.lr from the <method>-digits recipe (its short-run setting) as well")
-    ap.add_argument("--random-init", action="store_true",
-                    help="kNN and linear probe on a freshly initialised encoder of the family (no training)")
+    ap.add_argument(
+        "--short-run-lr",
+        action="store_true",
+        help="take optim.lr from the <method>-digits recipe (its short-run setting) as well",
+    )
+    ap.add_argument(
+        "--random-init",
+        action="store_true",
+        help="kNN and linear probe on a freshly initialised encoder of the family (no training)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -93,37 +118,65 @@ def main() -> None:
             raise SystemExit(f"unknown method {method}")
         if args.eval_only:
             ev = evaluate_run(out / method, device="cpu", protocols=args.protocols, finetune_args=args.finetune_set)
-            row = {"method": method, "eval_only": True,
-                   **{k: v for k, v in ev.items()
-                      if k.endswith(("top1", "_std", "_raw_pixels", "_random_init", "acc", "nmi", "ari"))}}
+            row = {
+                "method": method,
+                "eval_only": True,
+                **{
+                    k: v
+                    for k, v in ev.items()
+                    if k.endswith(("top1", "_std", "_raw", "_random_init", "acc", "nmi", "ari"))
+                },
+            }
             if "finetune" in ev:
                 ft = ev["finetune"]
-                row["finetune"] = {"labels": ft["n_fit"] + ft["n_held_out"], "epochs": ft["settings"]["epochs"],
-                                   "best_epoch": ft["best_epoch"], "seconds": ft["seconds"], "sets": args.finetune_set}
+                row["finetune"] = {
+                    "labels": ft["n_fit"] + ft["n_held_out"],
+                    "epochs": ft["settings"]["epochs"],
+                    "best_epoch": ft["best_epoch"],
+                    "seconds": ft["seconds"],
+                    "sets": args.finetune_set,
+                }
             append_row(out, row)
             continue
         digits = read_recipe(f"{method}-digits")
         heads = digits.get("method_args", {})
-        sets = [f"data.subset={args.subset}", *FAMILY_SETS[args.family], "optim.warmup_epochs=2", "train.device=cpu", f"train.threads={args.threads}",
-                "train.log_every=10", "train.checkpoint_every=100", "eval.diagnose_every=0"]
+        sets = [
+            f"data.subset={args.subset}",
+            *FAMILY_SETS[args.family],
+            "optim.warmup_epochs=2",
+            "train.device=cpu",
+            f"train.threads={args.threads}",
+            "train.log_every=10",
+            "train.checkpoint_every=100",
+            "eval.diagnose_every=0",
+        ]
         sets += [f"method_args.{k}={json.dumps(v) if isinstance(v, (list, dict)) else v}" for k, v in heads.items()]
         sets += METHOD_SETS.get((args.family, method), [])
         if args.short_run_lr:
             sets.append(f"optim.lr={digits['optim']['lr']}")
-        cfg = build_config(f"{method}-fashion-mnist", sets + args.set, epochs=args.epochs,
-                           batch_size=args.batch_size)
+        cfg = build_config(f"{method}-fashion-mnist", sets + args.set, epochs=args.epochs, batch_size=args.batch_size)
         run = out / method
         start = time.time()
         summary = train(cfg, out=run)
         wall = time.time() - start
         ev = evaluate_run(run, device="cpu", protocols=args.protocols)
-        row = {"method": method, "family": args.family, "epochs": args.epochs, "batch_size": args.batch_size,
-               "lr": cfg.optim.lr,
-               "subset": args.subset, "train_seconds": summary["train_seconds"],
-               "wall_seconds": round(wall, 1), "images_per_second": summary["images_per_second"],
-               "knn_top1": ev["knn_top1"], "knn_top1_raw_pixels": ev.get("knn_top1_raw_pixels"),
-               "linear_top1": ev["linear_top1"], "linear_top1_raw_pixels": ev.get("linear_top1_raw_pixels"),
-               "threads": args.threads, "sets": args.set}
+        row = {
+            "method": method,
+            "family": args.family,
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "lr": cfg.optim.lr,
+            "subset": args.subset,
+            "train_seconds": summary["train_seconds"],
+            "wall_seconds": round(wall, 1),
+            "images_per_second": summary["images_per_second"],
+            "knn_top1": ev["knn_top1"],
+            "knn_top1_raw": ev.get("knn_top1_raw"),
+            "linear_top1": ev["linear_top1"],
+            "linear_top1_raw": ev.get("linear_top1_raw"),
+            "threads": args.threads,
+            "sets": args.set,
+        }
         append_row(out, row)
 
 
@@ -139,9 +192,16 @@ def print_table(path: Path) -> None:
     for line in path.read_text().splitlines():
         row = json.loads(line)
         merged.setdefault(row["method"], {}).update(row)
-    cols = [("kNN", "knn_top1"), ("linear", "linear_top1"), ("1% labels", "lowshot_1pct_top1"),
-            ("10% labels", "lowshot_10pct_top1"), ("k-means acc", "cluster_acc"), ("NMI", "cluster_nmi"),
-            ("ARI", "cluster_ari"), ("fine-tuned", "finetune_top1")]
+    cols = [
+        ("kNN", "knn_top1"),
+        ("linear", "linear_top1"),
+        ("1% labels", "lowshot_1pct_top1"),
+        ("10% labels", "lowshot_10pct_top1"),
+        ("k-means acc", "cluster_acc"),
+        ("NMI", "cluster_nmi"),
+        ("ARI", "cluster_ari"),
+        ("fine-tuned", "finetune_top1"),
+    ]
     scratch = next((r["finetune_top1_random_init"] for r in merged.values() if "finetune_top1_random_init" in r), None)
     if scratch is not None:  # the from-scratch fine-tuning belongs to the untrained encoder's row
         merged.setdefault("random-init", {"method": "random-init"})["finetune_top1"] = scratch
@@ -157,15 +217,17 @@ def print_table(path: Path) -> None:
     raw = {}
     # trained methods first, then the untrained floors, then raw pixels
     for method, r in sorted(merged.items(), key=lambda item: item[0].startswith("random-init")):
-        print(f"| {method} | " + " | ".join(cell(r, k) for _, k in cols)
-              + f" | {r.get('train_seconds', '-')} | {r.get('images_per_second', '-')} |")
+        print(
+            f"| {method} | "
+            + " | ".join(cell(r, k) for _, k in cols)
+            + f" | {r.get('train_seconds', '-')} | {r.get('images_per_second', '-')} |"
+        )
         for _, k in cols:  # the raw-pixel baselines, from whichever row carries them
             for key in (k, f"{k}_std"):
-                if r.get(f"{key}_raw_pixels") is not None:
-                    raw.setdefault(key, r[f"{key}_raw_pixels"])
+                if r.get(f"{key}_raw", r.get(f"{key}_raw_pixels")) is not None:  # rows written before the rename
+                    raw.setdefault(key, r.get(f"{key}_raw", r.get(f"{key}_raw_pixels")))
     if raw:
         print("| raw pixels (28x28) | " + " | ".join(cell(raw, k) for _, k in cols) + " | - | - |")
-
 
 
 def random_init_baseline(args, out: Path) -> None:
@@ -174,35 +236,41 @@ def random_init_baseline(args, out: Path) -> None:
     the recipe of the first METHOD given, else BYOL's resnet-small / MAE's ViT-Tiny (class token,
     sin-cos); the row is named after the ViT's pooling, which decides most of it."""
     from selfsup.backbones import backbone_for
-    from selfsup.data import load_dataset
-    from selfsup.encoder import preprocess_fn
+    from selfsup.data.sources import load_dataset
     from selfsup.evaluate import extract_features, knn_top1
     from selfsup.evaluate.linear import linear_probe
-    from selfsup.train import input_stats
+    from selfsup.modalities.image import MODALITY
+
     method = args.methods[0] if args.methods else "mae" if args.family == "vit" else "byol"
     cfg = build_config(f"{method}-fashion-mnist", FAMILY_SETS[args.family] + args.set)
-    m, size, channels = cfg.model, cfg.augment.size, cfg.augment.channels
-    torch.manual_seed(0)
-    encoder = backbone_for(cfg).eval()
+    m = cfg.model
     d = load_dataset("fashion-mnist")
-    mean, std = input_stats(d, channels)
-    transform = preprocess_fn({"size": size, "channels": channels, "mean": mean, "std": std})
+    spec = MODALITY.input_spec(d, cfg)
+    torch.manual_seed(0)
+    encoder = backbone_for(cfg, spec).eval()
+    transform = MODALITY.eval_transform(spec)
     train_f = extract_features(encoder, d.train, transform, 512, "cpu")
     test_f = extract_features(encoder, d.test, transform, 512, "cpu")
     name = f"random-init ({m.pool} pool)" if args.family == "vit" and m.pool != "cls" else "random-init"
-    row = {"method": name, "family": args.family, "architecture": encoder.spec,
-           "knn_top1": knn_top1(train_f, d.train_labels, test_f, d.test_labels, k=cfg.eval.knn_k,
-                                temperature=cfg.eval.knn_t, num_classes=10),
-           "linear_top1": linear_probe(train_f, d.train_labels, test_f, d.test_labels, 10, seed=0)["top1"]}
+    row = {
+        "method": name,
+        "family": args.family,
+        "architecture": encoder.spec,
+        "knn_top1": knn_top1(
+            train_f, d.train_labels, test_f, d.test_labels, k=cfg.eval.knn_k, temperature=cfg.eval.knn_t, num_classes=10
+        ),
+        "linear_top1": linear_probe(train_f, d.train_labels, test_f, d.test_labels, 10, seed=0)["top1"],
+    }
     append_row(out, row)
 
 
 def raw_baselines(size: int) -> None:
     import torch.nn.functional as F
 
-    from selfsup.data import load_dataset
+    from selfsup.data.sources import load_dataset
     from selfsup.evaluate.knn import knn_top1
     from selfsup.evaluate.linear import linear_probe
+
     d = load_dataset("fashion-mnist")
 
     def pixels(images):

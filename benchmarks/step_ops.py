@@ -1,6 +1,6 @@
 """How many tensor operations one training step issues, by part: a proxy for kernel launches.
 
-    python benchmarks/step_ops.py [RECIPE] [--set k=v ...]
+    python -m benchmarks.step_ops [RECIPE] [--set k=v ...]
 
 On a GPU a ResNet-18 step at 32x32 is bound by kernel launches, not by arithmetic (the H100
 profile in BENCHMARKS.md: 28 ms of kernels in a 58 ms step), so the number of operations a step
@@ -10,20 +10,17 @@ the top-level ``aten::`` calls of 5 steps (after 3 warm-up steps) are counted pe
 backward, the optimiser step, the method's ``after_step`` (momentum teachers), and the online probe
 and kNN. A benchmark, not a test.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from selfsup.config import build_config  # noqa: E402
-from selfsup.train import build, make_step  # noqa: E402
+from selfsup.config import build_config
+from selfsup.training import build, train_step
 
 STEPS = 5
 
@@ -47,24 +44,24 @@ def main() -> None:
     ap.add_argument("recipe", nargs="?", default="byol-fashion-mnist")
     ap.add_argument("--set", action="append", default=[])
     args = ap.parse_args()
-    cfg = build_config(args.recipe, ["data.subset=512", "augment.size=8", "train.device=cpu", "train.threads=1",
-                                     *args.set], batch_size=16)
+    cfg = build_config(
+        args.recipe,
+        ["data.subset=512", "augment.size=8", "train.device=cpu", "train.threads=1", *args.set],
+        batch_size=16,
+    )
     s = build(cfg)
-    step = make_step(s)
     generator = torch.Generator().manual_seed(0)
     batches = s.loader.batches(0, with_indices=True)
 
     def one(i: int) -> None:
         idx, batch = next(batches)
-        if s.online is not None:
-            s.online.tap.arm()
         with record_function("#forward-backward-optimiser"):
-            step(batch, generator, i)
+            out = train_step(s, batch, generator, i)
         with record_function("#after_step"):
             s.method.after_step(i + 1, 1000)
         with record_function("#online"):
             if s.online is not None:
-                s.online.step(idx)
+                s.online.step(idx, out.get("features"))
 
     for i in range(3):
         one(i)
@@ -74,9 +71,14 @@ def main() -> None:
     ev = prof.events()
     whole = count_aten(ev, "#forward-backward-optimiser")
     optimiser = count_aten(ev, "Optimizer.step")
-    row = {"recipe": args.recipe, "torch": torch.__version__, "forward_backward": whole - optimiser,
-           "optimiser_step": optimiser, "after_step": count_aten(ev, "#after_step"),
-           "online_eval": count_aten(ev, "#online")}
+    row = {
+        "recipe": args.recipe,
+        "torch": torch.__version__,
+        "forward_backward": whole - optimiser,
+        "optimiser_step": optimiser,
+        "after_step": count_aten(ev, "#after_step"),
+        "online_eval": count_aten(ev, "#online"),
+    }
     row["total"] = sum(v for k, v in row.items() if isinstance(v, float))
     print(json.dumps(row))
 

@@ -1,6 +1,6 @@
 """Training throughput of a recipe: end to end against the compute-only ceiling, in one run.
 
-    python benchmarks/throughput.py byol-fashion-mnist [--steps 50] [--device cuda] [--set k=v ...]
+    python -m benchmarks.throughput byol-fashion-mnist [--steps 50] [--device cuda] [--set k=v ...]
 
 (a) ceiling: the same training step (forward, backward, optimiser, EMA) on views that are already
     on the device (random tensors of the view shape, no sampling, no augmentation);
@@ -10,21 +10,18 @@
 Both are timed after warm-up, back to back in the same process, synchronising only at the ends.
 This is a benchmark, not a test: the figures go to BENCHMARKS.md with the machine they ran on.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import platform
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from selfsup.config import build_config  # noqa: E402
-from selfsup.train import build, make_step, make_update  # noqa: E402
+from selfsup.config import build_config
+from selfsup.training import build, train_step, update_step
 
 
 def _sync(device):
@@ -56,18 +53,16 @@ def main(argv=None) -> dict:
 
     cfg = build_config(args.recipe, args.set, device=args.device, batch_size=args.batch_size)
     s = build(cfg)
-    step = make_step(s)
     gen = torch.Generator(s.device).manual_seed(0)
     batch_size = cfg.train.batch_size
-    n_views = len(s.recipe.views)
+    n_views = len(cfg.view_configs())
     counter = [0]
 
     # (a) the ceiling: the recipe's own step, minus sampling and augmentation.
-    views = [v.clone() for v in s.recipe(next(s.loader.batches(0)), gen)]
-    update = make_update(s)
+    views = [v.clone() for v in s.views(next(s.loader.batches(0)), gen)]
 
     def ceiling():
-        update(views, counter[0])
+        update_step(s, views, counter[0])
         counter[0] += 1
         s.method.after_step(counter[0], s.total_steps)
 
@@ -75,7 +70,7 @@ def main(argv=None) -> dict:
     batches = _endless(s.loader)
 
     def end_to_end():
-        step(next(batches), gen, counter[0])
+        train_step(s, next(batches), gen, counter[0])
         counter[0] += 1
         s.method.after_step(counter[0], s.total_steps)
 
@@ -85,11 +80,22 @@ def main(argv=None) -> dict:
     t_e2e = _timed(end_to_end, args.steps, args.warmup, s.device)
     peak = torch.cuda.max_memory_allocated(s.device) if s.device.type == "cuda" else None
     result = {
-        "recipe": args.recipe, "method": cfg.method, "backbone": cfg.model.backbone, "batch_size": batch_size,
-        "views": n_views, "view_size": s.recipe.size, "device": str(s.device),
-        "hardware": torch.cuda.get_device_name(s.device) if s.device.type == "cuda" else platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "compile": cfg.train.compile,
-        "precision": "bf16" if s.amp_dtype else "fp32", "placement": s.loader.placement, "steps": args.steps,
+        "recipe": args.recipe,
+        "method": cfg.method,
+        "backbone": cfg.model.backbone,
+        "batch_size": batch_size,
+        "views": n_views,
+        "input": s.input_spec,
+        "device": str(s.device),
+        "hardware": torch.cuda.get_device_name(s.device)
+        if s.device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "compile": cfg.train.compile,
+        "precision": "bf16" if s.amp_dtype else "fp32",
+        "placement": s.loader.placement,
+        "steps": args.steps,
         "ceiling_images_per_second": round(args.steps * batch_size / t_ceiling, 1),
         "end_to_end_images_per_second": round(args.steps * batch_size / t_e2e, 1),
         "ratio": round(t_ceiling / t_e2e, 3),
