@@ -95,6 +95,7 @@ class TrainConfig:
     cudnn_benchmark: bool = True  # CUDA: let cuDNN time its convolution algorithms for the fixed step shapes
     log_every: int = 50  # steps between logged metrics (one host sync each)
     checkpoint_every: int = 10  # epochs between checkpoints (and always at the end)
+    checkpoint_minutes: float = 0.0  # > 0: also a checkpoint every this many minutes, mid-epoch if need be
     knn_every: int = 0  # epochs between online kNN evaluations (0: only at the end)
     stop_after: int = 0  # stop this invocation after N epochs; continue with --resume
     threads: int = 0  # CPU threads for torch (0: torch's default)
@@ -337,6 +338,7 @@ def _check_ranges(cfg: Config) -> None:
         (cfg.train.batch_size >= 2, "train.batch_size must be at least 2 (batch statistics need two samples)"),
         (cfg.train.log_every >= 1, "train.log_every must be at least 1"),
         (cfg.train.checkpoint_every >= 1, "train.checkpoint_every must be at least 1"),
+        (cfg.train.checkpoint_minutes >= 0, "train.checkpoint_minutes must be 0 (off) or positive"),
         (cfg.train.precision in ("auto", "bf16", "fp32", "fp64"), "train.precision must be auto, bf16, fp32 or fp64"),
         (cfg.train.channels_last in ("auto", "true", "false"), "train.channels_last must be auto, true or false"),
         (cfg.data.placement in ("auto", "device", "host"), "data.placement must be auto, device or host"),

@@ -89,7 +89,7 @@ class ConsoleReporter(SilentReporter):
             )
 
     def warn(self, message):
-        self.console.print(f"[bold yellow]warning:[/] {message}", highlight=False)
+        self.console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
     def evaluating(self):
         self.close()

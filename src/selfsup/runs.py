@@ -5,6 +5,7 @@ RUN/
   config.yaml            the full resolved config
   metrics.jsonl          one JSON object a line: {"event": "step" | "epoch" | "eval" | ..., ...}
   checkpoints/last.pt    everything needed to continue bit for bit (written atomically)
+  checkpoints/previous.pt  the checkpoint before it, kept as a fallback
   encoder.pt             the backbone alone, with what it needs to be rebuilt and fed
   summary.json           the headline results
 ```
@@ -37,6 +38,7 @@ class RunFolder:
     config = property(lambda self: self.path / "config.yaml")
     metrics = property(lambda self: self.path / "metrics.jsonl")
     checkpoint = property(lambda self: self.path / "checkpoints" / "last.pt")
+    previous_checkpoint = property(lambda self: self.path / "checkpoints" / "previous.pt")
     encoder = property(lambda self: self.path / "encoder.pt")
     summary = property(lambda self: self.path / "summary.json")
 

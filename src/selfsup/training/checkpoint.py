@@ -2,11 +2,18 @@
 
 A checkpoint holds tensors and plain data only (the method's and optimiser's state dicts, every
 rank's random streams, counters, the config as a dict), so it is read with
-``torch.load(weights_only=True)``: opening a run folder someone sent you runs none of their code.
+``torch.load(weights_only=True)``: opening a run folder someone sent you runs none of their code,
+and a file that carries other pickled objects is refused.
+
+Each new checkpoint first moves the last one to ``previous.pt`` (a rename), then is written
+atomically as ``last.pt``: a crash at any moment leaves at least one complete checkpoint, and
+``--resume`` falls back to the previous one, with a warning, when the last one cannot be read.
 """
 
 from __future__ import annotations
 
+import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -54,7 +61,13 @@ def load(path: Path) -> dict:
     """A checkpoint file, or a one-line UsageError when it cannot be read as one."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated, foreign, or carrying pickled objects that are not plain data
+    except pickle.UnpicklingError as e:  # a pickled object that is not tensors or plain data
+        what = str(e).strip().splitlines()[-1][:160] if str(e).strip() else type(e).__name__
+        raise UsageError(
+            f"{path} holds pickled objects that are not tensors or plain data ({what}); "
+            "selfsup does not unpickle them: it would run code from the file"
+        ) from None
+    except Exception as e:  # truncated or foreign
         raise UsageError(
             f"{path} is not a readable selfsup checkpoint ({type(e).__name__}); "
             "it may be truncated or from another program"
@@ -62,6 +75,24 @@ def load(path: Path) -> dict:
     if not isinstance(ckpt, dict) or "method" not in ckpt or "global_step" not in ckpt:
         raise UsageError(f"{path} is not a selfsup checkpoint")
     return ckpt
+
+
+def load_for_resume(run) -> tuple[dict, str | None]:
+    """The checkpoint to resume ``run`` from and a warning when it is not the last one: the last
+    checkpoint, else (unreadable or missing after a crash mid-write) the previous one."""
+    last, previous = run.checkpoint, run.previous_checkpoint
+    if not last.is_file() and not previous.is_file():
+        run.require("checkpoint")  # the one-line "nothing to resume from"
+    try:
+        return load(last), None
+    except UsageError as e:
+        problem = str(e) if last.is_file() else f"{last} is missing"
+    if previous.is_file():
+        try:
+            return load(previous), f"{problem}; resuming from the previous checkpoint {previous} instead"
+        except UsageError as e:
+            problem = f"{problem}, and {e}"
+    raise UsageError(f"{problem}; no readable checkpoint to resume from: start the run again")
 
 
 def check_ranks_agree(s) -> None:
@@ -79,9 +110,12 @@ def check_ranks_agree(s) -> None:
         )
 
 
-def save(s, build_state, path: Path) -> None:
-    """Build (on every rank: it may gather) and write (on rank 0) a checkpoint."""
+def save(s, build_state, run) -> None:
+    """Build (on every rank: it may gather) and write (on rank 0) a checkpoint of ``run``; the one
+    it replaces becomes ``previous.pt``."""
     check_ranks_agree(s)
     obj = build_state()
     if s.ctx.main:
-        atomic_torch_save(obj, path)
+        if run.checkpoint.is_file():
+            os.replace(run.checkpoint, run.previous_checkpoint)
+        atomic_torch_save(obj, run.checkpoint)

@@ -17,8 +17,10 @@ alone writes the run folder; the others hold the same state.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
+import os
 import signal
 import threading
 import time
@@ -73,22 +75,26 @@ class Clock:
     train_seconds: float = 0.0  # over the whole run, resumed sessions included
     session_seconds: float = 0.0  # this invocation's
     session_images: int = 0
+    last_save: float = dataclasses.field(default_factory=time.monotonic)  # for train.checkpoint_minutes
 
 
-def _open_run(cfg, out, resume) -> tuple[Config, RunFolder, dict | None]:
-    """Rank 0's part of starting: the run folder, the config and the checkpoint to resume from."""
+def _open_run(cfg, out, resume) -> tuple[Config, RunFolder, dict | None, str | None]:
+    """Rank 0's part of starting: the run folder, the config, the checkpoint to resume from and a
+    warning when that is the previous checkpoint (the last one could not be read)."""
     if resume is not None:
         run = RunFolder(resume)
-        ckpt_path = run.require("checkpoint")
         cfg = load_run_config(run.require("config"))
-        return cfg, run, checkpoint.load(ckpt_path)
+        ckpt, warning = checkpoint.load_for_resume(run)
+        if warning and run.checkpoint.is_file():  # kept for inspection, out of the rotation's way
+            os.replace(run.checkpoint, run.checkpoint.with_name("last.unreadable.pt"))
+        return cfg, run, ckpt, warning
     assert cfg is not None, "give a config or a run folder to resume"
     run = RunFolder(out or Path("runs") / default_run_name(cfg.method, cfg.data.name))
-    if run.checkpoint.exists():
+    if run.checkpoint.exists() or run.previous_checkpoint.exists():
         raise UsageError(
             f"{run.path} already holds a run; continue it with --resume {run.path} or choose another --out"
         )
-    return cfg, run, None
+    return cfg, run, None, None
 
 
 def _start(ctx: distributed.Context, cfg, out, resume):
@@ -102,15 +108,18 @@ def _start(ctx: distributed.Context, cfg, out, resume):
     started = distributed.broadcast_object(started)
     if isinstance(started, UsageError):
         raise started
-    cfg, run, ckpt = started
-    return cfg, (run if ctx.main else _NoRun(run.path)), ckpt
+    cfg, run, ckpt, warning = started
+    return cfg, (run if ctx.main else _NoRun(run.path)), ckpt, warning
 
 
 def _train(ctx: distributed.Context, cfg, out, resume, reporter, backbone) -> dict:
     from ..progress import SilentReporter
 
     reporter = reporter if reporter is not None and ctx.main else SilentReporter()
-    cfg, run, ckpt = _start(ctx, cfg, out, resume)
+    cfg, run, ckpt, warning = _start(ctx, cfg, out, resume)
+    if warning:
+        reporter.warn(warning)
+        run.log("checkpoint_fallback", message=warning)
     s = build(cfg, backbone=backbone)
     if ctx.main:
         run.create()
@@ -144,14 +153,10 @@ def _train(ctx: distributed.Context, cfg, out, resume, reporter, backbone) -> di
         while pos.epoch < stop_epoch:
             record = run_epoch(s, run, reporter, generator, pos, clock, stop, summary_base)
             collapsed = _after_epoch(s, run, reporter, pos, record, probe)
-            if (
-                pos.epoch % tc.checkpoint_every == 0
-                or pos.epoch == stop_epoch
-                or (collapsed and cfg.eval.stop_on_collapse)
-            ):
-                checkpoint.save(
-                    s, lambda: checkpoint.state(s, pos.epoch, 0, pos.global_step, generator), run.checkpoint
-                )
+            due = pos.epoch % tc.checkpoint_every == 0 or pos.epoch == stop_epoch or _timer_due(clock, tc, ctx)
+            if due or (collapsed and cfg.eval.stop_on_collapse):
+                checkpoint.save(s, lambda: checkpoint.state(s, pos.epoch, 0, pos.global_step, generator), run)
+                clock.last_save = time.monotonic()
             if collapsed and cfg.eval.stop_on_collapse:
                 run.update_summary(
                     **summary_base,
@@ -235,7 +240,7 @@ def run_epoch(
                 pos.global_step,
             )
             state = functools.partial(checkpoint.state, s, pos.epoch, i + 1, pos.global_step, generator)
-            checkpoint.save(s, state, run.checkpoint)
+            checkpoint.save(s, state, run)
             clock.train_seconds += time.perf_counter() - epoch_start
             run.update_summary(**summary_base, train_seconds=round(clock.train_seconds, 2), finished=False)
             run.log("interrupted", epoch=pos.epoch, step=pos.global_step)
@@ -243,6 +248,19 @@ def run_epoch(
                 f"stopped at epoch {pos.epoch + 1} step {i + 1}; the checkpoint is saved: "
                 f"continue with: selfsup train --resume {run.path}"
             )
+        if i + 1 < s.loader.steps_per_epoch and _timer_due(clock, tc, s.ctx, at_log):
+            # A checkpoint on the clock, mid-epoch: long epochs lose at most checkpoint_minutes.
+            synchronize(s.device)
+            _check_finite(
+                (distributed.all_reduce_(epoch_loss.clone(), "mean") / max(steps_done, 1)).item(),
+                run,
+                pos.epoch,
+                pos.global_step,
+            )
+            state = functools.partial(checkpoint.state, s, pos.epoch, i + 1, pos.global_step, generator)
+            checkpoint.save(s, state, run)
+            clock.last_save = time.monotonic()
+            run.log("checkpoint", epoch=pos.epoch, step=pos.global_step, step_in_epoch=i + 1)
     mean_loss = (distributed.all_reduce_(epoch_loss, "mean") / max(steps_done, 1)).item()
     seconds = time.perf_counter() - epoch_start
     clock.train_seconds += seconds
@@ -256,7 +274,7 @@ def run_epoch(
         "step": pos.global_step,
         "loss": mean_loss,
         "seconds": round(seconds, 3),
-        "images_per_second": round(steps_done * tc.batch_size / seconds, 1),
+        "images_per_second": round(steps_done * tc.batch_size / max(seconds, 1e-9), 1),
     }
 
 
@@ -336,6 +354,19 @@ def _stopping(stop: threading.Event, ctx: distributed.Context, at_log: bool) -> 
         return False
     flag = torch.tensor(float(stop.is_set()))
     return bool(distributed.all_reduce_(flag, "max"))
+
+
+def _timer_due(clock: Clock, tc, ctx: distributed.Context, at_log: bool = True) -> bool:
+    """Whether ``train.checkpoint_minutes`` have passed since the last checkpoint. Several processes
+    agree at logging steps only (one tiny all-reduce), so they all save at the same step."""
+    if not tc.checkpoint_minutes:
+        return False
+    due = time.monotonic() - clock.last_save >= tc.checkpoint_minutes * 60
+    if not ctx.distributed:
+        return due
+    if not at_log:
+        return False
+    return bool(distributed.all_reduce_(torch.tensor(float(due)), "max"))
 
 
 def _scalar(v):
