@@ -31,7 +31,7 @@ def test_biases_and_norm_parameters_are_excluded_from_weight_decay():
 def test_lars_update_uses_the_trust_ratio_of_you_et_al():
     w = nn.Parameter(torch.tensor([[3.0, 4.0]]))  # ||w|| = 5
     w.grad = torch.tensor([[0.0, 1.0]])  # ||g|| = 1
-    opt = LARS([{"params": [w], "weight_decay": 0.1, "lars": True}], lr=0.5, momentum=0.9, eta=0.02)
+    opt = LARS([{"params": [w], "weight_decay": 0.1, "lars": True}], lr=0.5, momentum=0.9, eta=0.02, trust="lars")
     opt.step()
     trust = 0.02 * 5 / (1 + 0.1 * 5)
     update = (torch.tensor([[0.0, 1.0]]) + 0.1 * torch.tensor([[3.0, 4.0]])) * trust
@@ -49,7 +49,7 @@ def test_lars_gives_each_weight_its_own_trust_ratio_and_one_where_a_norm_is_zero
     ref = [p.detach().clone() for p in params]
     bufs = [torch.zeros_like(p) for p in ref]
     lr, wd, eta, mom = 0.3, 0.05, 0.02, 0.9
-    opt = LARS([{"params": params, "weight_decay": wd, "lars": True}], lr=lr, momentum=mom, eta=eta)
+    opt = LARS([{"params": params, "weight_decay": wd, "lars": True}], lr=lr, momentum=mom, eta=eta, trust="lars")
     for _step in range(3):
         grads = [torch.randn(s) for s in shapes]
         grads[1] = torch.zeros(shapes[1])  # ||g|| = 0 -> trust ratio 1

@@ -30,6 +30,7 @@ from .coerce import coerce_fields, coerce_value
 from .errors import UsageError, unknown
 from .methods import METHODS, check_fits
 from .modalities import Modality, modality_of
+from .optim import check_optim
 
 
 @dataclass
@@ -75,13 +76,21 @@ class OptimConfig:
     lr: float = 1.0  # per 256 images: the peak is lr * batch_size / 256
     weight_decay: float = 1e-5
     momentum: float = 0.9
-    lars_eta: float = 0.02
-    exclude_bias_norm: bool = True
+    lars_eta: float = 0.001  # the trust coefficient of the LARS papers (You et al.; BYOL; Barlow Twins)
+    lars_trust: str = field(default="update", metadata={"legacy": "lars"})  # update (BYOL's code) | lars (LARC)
+    lars_clip_lr: bool = False  # LARC's clipping of the trust ratio at the lr (solo-learn's clip_lars_lr)
+    exclude_bias_norm: bool = True  # biases and norms: no weight decay, no LARS (SwAV's code: false)
+    bias_lr_scale: float = 1.0  # lr multiplier for biases and norms (Barlow Twins' code: 0.0048 / 0.2)
     warmup_epochs: float = 10.0
+    schedule: str = "cosine"  # cosine | infinite (continual pretraining: warm-up, cool-down, constant, anneal)
+    cooldown_epochs: float = 10.0  # infinite: cosine from the peak to constant_lr_ratio of it over these
+    constant_lr_ratio: float = 0.25  # infinite: the constant phase's rate, a fraction of the peak
+    anneal_epochs: float = 0.0  # infinite: the last epochs anneal to final_lr_ratio (0: no anneal)
     final_lr_ratio: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)  # adamw only (MAE: 0.9, 0.95)
     final_weight_decay: float = -1.0  # >= 0: cosine schedule weight_decay -> this (DINO: 0.04 -> 0.4)
-    clip_grad: float = 0.0  # > 0: clip the global gradient norm to this (DINO: 3.0)
+    clip_grad: float = 0.0  # > 0: clip gradients to this norm
+    clip_grad_mode: str = "global"  # global norm | per_param (each parameter's own norm: DINO, SiT, GMML)
 
 
 @dataclass
@@ -117,8 +126,12 @@ class EvalConfig:
     online_knn_size: int = 4096  # feature bank of the online kNN
 
 
+CONFIG_VERSION = 2  # 1: before the faithfulness fixes (fef551e); keys added since read with their legacy values
+
+
 @dataclass
 class Config:
+    config_version: int = CONFIG_VERSION
     method: str = "byol"
     method_args: dict = field(default_factory=dict)
     seed: int = 0
@@ -271,7 +284,10 @@ def _resolve_method(cfg: Config) -> None:
     method = METHODS[cfg.method]
     modality = cfg.modality
     check_fits(method, modality)
-    args = method.Args(**coerce_fields(method.Args, cfg.method_args, f"method_args ({cfg.method})"))
+    given = dict(cfg.method_args)
+    if cfg.config_version < CONFIG_VERSION:
+        given = {**legacy_defaults(method.Args), **given}
+    args = method.Args(**coerce_fields(method.Args, given, f"method_args ({cfg.method})"))
     cfg.method_args = asdict(args)
     defaults = modality.default_views(method.view_plan(args), cfg.augment)
     if len(cfg.augment.views) > len(defaults):
@@ -309,10 +325,15 @@ def build_config(recipe: str | None = None, sets: list[str] = (), **flags: Any) 
     if recipe is None:  # the shipped recipe for this method and data, when there is one
         guess = f"{flags.get('method', 'byol')}-{flags.get('data', 'digits')}"
         recipe = guess if guess in recipe_names() else None
-    if recipe is not None:
-        _merge(tree, read_recipe(recipe))
-    for item in sets:
-        path, value = parse_set(item)
+    recipe_tree = read_recipe(recipe) if recipe is not None else {}
+    parsed = [parse_set(item) for item in sets]
+    # The method's own optimiser defaults (its paper's) sit between the generic defaults and the recipe.
+    method = flags.get("method") or next((v for p, v in reversed(parsed) if p == ["method"]), None)
+    method = method or recipe_tree.get("method") or tree["method"]
+    if isinstance(method, str) and method in METHODS:
+        _merge(tree["optim"], METHODS[method].optim_defaults)
+    _merge(tree, recipe_tree)
+    for path, value in parsed:
         _set_path(tree, path, value, "--set")
     placements = {
         "method": ("method",),
@@ -346,6 +367,9 @@ def _check_ranges(cfg: Config) -> None:
         (cfg.optim.lr >= 0, "optim.lr must not be negative"),
         (all(0 <= b < 1 for b in cfg.optim.betas), "optim.betas must be two numbers in [0, 1)"),
         (cfg.optim.clip_grad >= 0, "optim.clip_grad must be 0 (off) or positive"),
+        (cfg.optim.schedule in ("cosine", "infinite"), "optim.schedule must be cosine or infinite"),
+        (cfg.optim.bias_lr_scale >= 0, "optim.bias_lr_scale must not be negative"),
+        (0 <= cfg.optim.constant_lr_ratio <= 1, "optim.constant_lr_ratio must be in [0, 1]"),
         (cfg.eval.knn_k >= 1, "eval.knn_k must be at least 1"),
         (cfg.eval.knn_t > 0, "eval.knn_t must be positive"),
         (cfg.train.sync_bn in ("auto", "true", "false"), "train.sync_bn must be auto, true or false"),
@@ -355,11 +379,21 @@ def _check_ranges(cfg: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise UsageError(message)
+    check_optim(cfg.optim.name, cfg.optim.lars_trust, cfg.optim.clip_grad_mode)
+
+
+def legacy_defaults(cls: type) -> dict:
+    """The values that fields added to ``cls`` since config version 1 had before they existed: a run
+    folder written then resumes doing what it did."""
+    return {f.name: f.metadata["legacy"] for f in fields(cls) if "legacy" in f.metadata}
 
 
 def load_run_config(path: str | Path) -> Config:
-    """The resolved config saved in a run folder."""
+    """The resolved config saved in a run folder (older versions' configs included)."""
     tree = yaml.safe_load(Path(path).read_text())
+    if isinstance(tree, dict) and "config_version" not in tree:  # version 1: fill in the legacy values
+        tree = {**tree, "config_version": 1}
+        tree["optim"] = {**legacy_defaults(OptimConfig), **(tree.get("optim") or {})}
     cfg = _config_from_tree(tree, legacy=True)
     _resolve_method(cfg)
     return cfg

@@ -47,6 +47,9 @@ class Method(nn.Module):
     sync_bn: ClassVar[bool] = True
     # The kinds of data this method makes sense for; None: any modality with views for its plan.
     modalities: ClassVar[tuple[str, ...] | None] = None
+    # Optimiser settings of the paper or the authors' code that differ from the generic defaults
+    # (config ``optim`` keys); a recipe or --set overrides them.
+    optim_defaults: ClassVar[dict] = {}
 
     @dataclass
     class Args:
@@ -81,6 +84,11 @@ class Method(nn.Module):
     def before_optimizer_step(self, step: int) -> None:
         """Called after ``backward`` and before the optimiser step ``step`` (0-based), for example to
         drop gradients of parameters frozen early in training (DINO's last layer)."""
+
+    def fixed_lr_parameters(self) -> list[nn.Parameter]:
+        """Parameters whose learning rate stays at the peak instead of following the schedule
+        (SimSiam's ``--fix-pred-lr``); none by default."""
+        return []
 
     def momentum_pairs(self) -> list[tuple[MomentumTeacher, nn.Module]]:
         """The (teacher, online network) pairs whose EMA :meth:`after_step` updates."""

@@ -77,6 +77,8 @@ class DINOHead(nn.Module):
 
 class DINO(Method):
     name = "dino"
+    # main_dino.py: clip_grad 3.0, each parameter's gradient on its own (utils.clip_gradients).
+    optim_defaults = {"clip_grad": 3.0, "clip_grad_mode": "per_param"}
     paper = "Caron et al. 2021, Emerging Properties in Self-Supervised Vision Transformers (arXiv:2104.14294)"
 
     @dataclass

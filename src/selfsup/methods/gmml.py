@@ -79,6 +79,8 @@ class ReconstructionHead(nn.Module):
 
 class GMML(Method):
     name = "gmml"
+    # The authors' code (GMML's, SiT's: DINO-based): clip_grad 3.0 per parameter.
+    optim_defaults = {"clip_grad": 3.0, "clip_grad_mode": "per_param"}
     paper = "Atito, Awais & Kittler 2022, GMML is All you Need (arXiv:2205.14986)"
     modalities = ("image",)
 

@@ -10,7 +10,7 @@ Notes on defaults and deviations: docs/methods/mocov3.md
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import nn
 
@@ -30,9 +30,12 @@ class MoCoV3(Method):
     class Args:
         proj_hidden: int = 4096
         proj_dim: int = 256
-        proj_layers: int = 3  # the paper's text; the authors' ResNet code uses 2
+        # The authors' ResNet code (MoCo_ResNet): a 2-layer projector and temperature 1.0; their ViT
+        # code (MoCo_ViT) and the paper's text: 3 layers and 0.2 (the ViT recipes set those).
+        proj_layers: int = field(default=2, metadata={"legacy": 3})
         pred_hidden: int = 4096
-        temperature: float = 0.2
+        pred_bias: bool = field(default=False, metadata={"legacy": True})  # the authors' predictor: none
+        temperature: float = field(default=1.0, metadata={"legacy": 0.2})
         tau_base: float = 0.99  # momentum at step 0, increased to 1 along a cosine
 
     def __init__(self, backbone: nn.Module, args: MoCoV3.Args):
@@ -40,7 +43,7 @@ class MoCoV3(Method):
         self.projector = mlp(
             backbone.feature_dim, args.proj_hidden, args.proj_dim, layers=args.proj_layers, last_bn=True
         )
-        self.predictor = mlp(args.proj_dim, args.pred_hidden, args.proj_dim)
+        self.predictor = mlp(args.proj_dim, args.pred_hidden, args.proj_dim, last_bias=args.pred_bias)
         self.momentum_encoder = MomentumTeacher(self._online(), args.tau_base)
 
     def _online(self) -> nn.Sequential:

@@ -11,7 +11,7 @@ Notes on defaults and deviations: docs/methods/myow.md
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -82,6 +82,9 @@ class MYOW(Method):
         myow_weight: float = 1.0  # final w
         myow_warmup_epochs: float = 10.0  # w = 0 before this
         myow_rampup_epochs: float = 10.0  # then linear to myow_weight over this many epochs
+        # Average the two view orders (the authors' trainer: each direction weighted 1/2); before this
+        # field the two were summed, twice the authors' loss.
+        average_directions: bool = field(default=True, metadata={"legacy": False})
 
     def __init__(self, backbone: nn.Module, args: MYOW.Args):
         super().__init__(backbone, args)
@@ -132,6 +135,8 @@ class MYOW(Method):
         idx2 = mine_neighbours(y2.detach(), t_y1, k)
         mined = byol_loss(self.predictor_m(m1), t_m2[idx1]) + byol_loss(self.predictor_m(m2), t_m1[idx2])
         w = self.myow_weight_now
+        if self.args.average_directions:
+            augmented, mined = augmented / 2, mined / 2
         loss = (augmented + w * mined) / (1 + w)
         return {
             "loss": loss,

@@ -11,7 +11,7 @@ Notes on defaults and deviations: docs/methods/simclr.md
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -33,10 +33,13 @@ class SimCLR(Method):
         proj_dim: int = 128  # Sec. 2.1 / Fig. 8: 128-d output
         proj_layers: int = 2  # Sec. 2.1; SimCLRv2 uses 3
         temperature: float = 0.5  # Table 5 / Appendix B.9: 0.5 for CIFAR-10 (0.1 for ImageNet)
+        # The authors' code normalises the projection's output (BatchNorm, scale only); before it did not.
+        proj_last_bn: bool = field(default=True, metadata={"legacy": False})
 
     def __init__(self, backbone: nn.Module, args: SimCLR.Args):
         super().__init__(backbone, args)
-        self.projector = mlp(backbone.feature_dim, args.proj_hidden, args.proj_dim, layers=args.proj_layers)
+        last_bn = "scale" if args.proj_last_bn else False
+        self.projector = mlp(backbone.feature_dim, args.proj_hidden, args.proj_dim, args.proj_layers, last_bn)
 
     @staticmethod
     def view_plan(args) -> ViewPlan:

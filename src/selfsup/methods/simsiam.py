@@ -10,7 +10,7 @@ Notes on defaults and deviations: docs/methods/simsiam.md
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import nn
 
@@ -30,6 +30,9 @@ class SimSiam(Method):
         proj_dim: int = 2048
         proj_layers: int = 3
         pred_hidden: int = 512
+        # The authors' --fix-pred-lr (Table 1c; their README's pretraining command): the predictor
+        # keeps the peak learning rate while the rest follows the cosine. Not done before this field.
+        fix_pred_lr: bool = field(default=True, metadata={"legacy": False})
 
     def __init__(self, backbone: nn.Module, args: SimSiam.Args):
         super().__init__(backbone, args)
@@ -50,3 +53,6 @@ class SimSiam(Method):
         p1, p2 = self.predictor(z1), self.predictor(z2)
         loss = negative_cosine(p1, z2) / 2 + negative_cosine(p2, z1) / 2
         return {"loss": loss, "features": h1.detach()}
+
+    def fixed_lr_parameters(self):
+        return list(self.predictor.parameters()) if self.args.fix_pred_lr else []

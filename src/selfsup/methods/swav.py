@@ -28,6 +28,8 @@ from .parts.sinkhorn import sinkhorn
 
 class SwAV(Method):
     name = "swav"
+    # The authors' code puts every parameter, biases and norms included, under LARC and weight decay.
+    optim_defaults = {"exclude_bias_norm": False}
     paper = (
         "Caron et al. 2020, Unsupervised Learning of Visual Features by Contrasting Cluster Assignments "
         "(arXiv:2006.09882)"

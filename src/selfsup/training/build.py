@@ -101,7 +101,18 @@ def build(
     peak_lr = cfg.optim.lr * cfg.train.batch_size / 256
     o = cfg.optim
     optimizer = build_optimizer(
-        o.name, method, peak_lr, o.weight_decay, o.momentum, o.lars_eta, o.exclude_bias_norm, o.betas
+        o.name,
+        method,
+        peak_lr,
+        o.weight_decay,
+        o.momentum,
+        o.lars_eta,
+        o.exclude_bias_norm,
+        o.betas,
+        lars_trust=o.lars_trust,
+        lars_clip_lr=o.lars_clip_lr,
+        bias_lr_scale=o.bias_lr_scale,
+        fixed=method.fixed_lr_parameters(),
     )
     use_bf16 = cfg.train.precision == "bf16" or (cfg.train.precision == "auto" and device.type == "cuda")
     total = cfg.train.epochs * loader.steps_per_epoch

@@ -33,7 +33,7 @@ from .. import distributed
 from ..config import Config, TrainConfig, dump_config, load_run_config
 from ..device import synchronize, versions
 from ..errors import Interrupted, TrainingError, UsageError
-from ..optim import lr_at, set_lr, set_weight_decay, wd_at
+from ..optim import infinite_lr_at, lr_at, set_lr, set_weight_decay, wd_at
 from ..runs import RunFolder, default_run_name
 from . import checkpoint
 from .build import Setup, build
@@ -193,8 +193,8 @@ def run_epoch(
     epoch_start, steps_done = time.perf_counter(), 0
     batches = s.loader.batches(pos.epoch, pos.step_in_epoch, with_indices=True)
     for i, (idx, batch) in enumerate(batches, start=pos.step_in_epoch):
-        lr = lr_at(pos.global_step, s.total_steps, s.warmup_steps, s.peak_lr, cfg.optim.final_lr_ratio)
-        set_lr(s.optimizer, lr)
+        lr = learning_rate(s, pos.global_step)
+        set_lr(s.optimizer, lr, s.peak_lr)
         if wd_schedule:
             wd = wd_at(pos.global_step, s.total_steps, cfg.optim.weight_decay, cfg.optim.final_weight_decay)
             set_weight_decay(s.optimizer, wd)
@@ -354,6 +354,24 @@ def _stopping(stop: threading.Event, ctx: distributed.Context, at_log: bool) -> 
         return False
     flag = torch.tensor(float(stop.is_set()))
     return bool(distributed.all_reduce_(flag, "max"))
+
+
+def learning_rate(s: Setup, step: int) -> float:
+    """The schedule's learning rate for optimiser step ``step`` (0-based): ``optim.schedule``."""
+    o = s.cfg.optim
+    if o.schedule == "infinite":
+        spe = s.loader.steps_per_epoch
+        return infinite_lr_at(
+            step,
+            s.total_steps,
+            s.warmup_steps,
+            s.peak_lr,
+            round(o.cooldown_epochs * spe),
+            o.constant_lr_ratio,
+            round(o.anneal_epochs * spe),
+            o.final_lr_ratio,
+        )
+    return lr_at(step, s.total_steps, s.warmup_steps, s.peak_lr, o.final_lr_ratio)
 
 
 def _timer_due(clock: Clock, tc, ctx: distributed.Context, at_log: bool = True) -> bool:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from ..optim import clip_gradients
+
 
 def train_step(s, batch: torch.Tensor, generator: torch.Generator, step: int) -> dict:
     """One optimisation step on this rank's share of a global batch (``s`` is a
@@ -24,8 +26,8 @@ def update_step(s, views: list[torch.Tensor], step: int) -> dict:
         out = s.forward(views)
     s.optimizer.zero_grad(set_to_none=True)
     out["loss"].backward()
-    if s.cfg.optim.clip_grad:  # the global norm, after DDP's averaging; no host sync
-        torch.nn.utils.clip_grad_norm_(s.method.parameters(), s.cfg.optim.clip_grad)
+    if s.cfg.optim.clip_grad:  # after DDP's averaging; no host sync
+        clip_gradients(s.method.parameters(), s.cfg.optim.clip_grad, s.cfg.optim.clip_grad_mode)
     s.method.before_optimizer_step(step)
     s.optimizer.step()
     return out

@@ -5,6 +5,12 @@ BYOL (Grill et al. 2020, Eq. 1 and Sec. 3.2): target parameters follow the onlin
 ``xi <- tau * xi + (1 - tau) * theta`` after every optimiser step, with ``tau`` increased from
 ``tau_base`` to 1 along a cosine: ``tau = 1 - (1 - tau_base) * (cos(pi * k / K) + 1) / 2``.
 I-JEPA (Assran et al. 2023) raises it linearly; MoCo (He et al. 2020, Eq. 2) keeps it constant.
+
+Only parameters follow the online network. A teacher's buffers (BatchNorm running statistics) are
+its own, updated by its own forward passes in training mode, as in the authors' code of DINO
+(``main_dino.py``), BYOL (its target keeps its own batch-norm state) and MoCo (the key encoder's);
+losses never read them (teachers run in training mode), but an exported or evaluated teacher does.
+``copy_buffers=True`` copies the online network's instead (what selfsup did before).
 """
 
 from __future__ import annotations
@@ -38,7 +44,13 @@ class MomentumTeacher(nn.Module):
     """
 
     def __init__(
-        self, online: nn.Module, base: float = 0.996, schedule: str = "cosine", end: float = 1.0, log_name: str = "tau"
+        self,
+        online: nn.Module,
+        base: float = 0.996,
+        schedule: str = "cosine",
+        end: float = 1.0,
+        log_name: str = "tau",
+        copy_buffers: bool = False,
     ):
         super().__init__()
         assert schedule in SCHEDULES, schedule
@@ -49,6 +61,7 @@ class MomentumTeacher(nn.Module):
             if hasattr(module, "set_drop_path"):
                 module.set_drop_path(0.0)
         self.base, self.schedule, self.end, self.log_name = base, schedule, end, log_name
+        self.copy_buffers = copy_buffers
         self.tau = base  # of the last update
 
     def forward(self, *args, **kwargs):
@@ -75,8 +88,7 @@ class MomentumTeacher(nn.Module):
         o_params = list(online.parameters())
         # xi <- tau * xi + (1 - tau) * theta, as one fused kernel per dtype/device group.
         torch._foreach_lerp_(t_params, o_params, 1.0 - tau)
-        # BatchNorm running statistics are not trained; the teacher takes the online ones (one
-        # grouped copy: a copy per buffer is ~60 kernel launches a step for a ResNet-18).
-        t_bufs, o_bufs = list(self.net.buffers()), list(online.buffers())
-        if t_bufs:
-            torch._foreach_copy_(t_bufs, o_bufs)
+        if self.copy_buffers:  # one grouped copy (a copy per buffer is ~60 launches for a ResNet-18)
+            t_bufs, o_bufs = list(self.net.buffers()), list(online.buffers())
+            if t_bufs:
+                torch._foreach_copy_(t_bufs, o_bufs)
