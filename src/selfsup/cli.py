@@ -70,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help=COMMANDS["eval"], prog="selfsup eval")
     ev.add_argument("run_dir")
     ev.add_argument("--data", help="evaluate on another labelled dataset (default: the run's)")
+    train.add_argument(
+        "--init-from",
+        metavar="RUN_DIR",
+        help="start from a finished run's weights (encoder, heads, teacher) on this config's data: continual "
+        "pretraining (see optim.schedule=infinite)",
+    )
     ev.add_argument("--data-dir")
     ev.add_argument("--device", default="auto")
     ev.add_argument(
@@ -214,7 +220,7 @@ def _cmd_train(args) -> int:
         given = (
             [
                 f"--{k.replace('_', '-')}"
-                for k in ("method", "data", "epochs", "batch_size", "device", "out")
+                for k in ("method", "data", "epochs", "batch_size", "device", "out", "init_from")
                 if getattr(args, k) is not None
             ]
             + (["RECIPE"] if args.recipe else [])
@@ -336,3 +342,4 @@ def _stamp(prefix: str) -> str:
 
 if __name__ == "__main__":
     sys.exit(main())
+            init_from=args.init_from,

@@ -109,6 +109,7 @@ class TrainConfig:
     stop_after: int = 0  # stop this invocation after N epochs; continue with --resume
     threads: int = 0  # CPU threads for torch (0: torch's default)
     sync_bn: str = "auto"  # several processes: BatchNorm over the global batch (auto: as the paper)
+    init_from: str | None = None  # a finished run whose weights start this one (continual pretraining)
     dist_timeout: float = 600.0  # seconds before a collective waiting on a lost process fails
 
 
@@ -349,6 +350,7 @@ def build_config(recipe: str | None = None, sets: list[str] = (), **flags: Any) 
         _set_path(tree, list(placements[name]), value, f"--{name.replace('_', '-')}")
     cfg = _config_from_tree(tree)
     _resolve_method(cfg)
+        "init_from": ("train", "init_from"),
     _check_ranges(cfg)
     return cfg
 

@@ -95,6 +95,33 @@ def load_for_resume(run) -> tuple[dict, str | None]:
     raise UsageError(f"{problem}; no readable checkpoint to resume from: start the run again")
 
 
+def initialise_from(s, run) -> dict:
+    """Start ``s`` from the weights of the finished run ``run`` (continual pretraining): every entry
+    of its method state whose name and shape match this method's: the encoder, and the heads and the
+    teacher when it is the same method with the same sizes; the rest as initialised. Returns what was
+    taken. The optimiser, the schedules and the data order start afresh."""
+    run.require("encoder")  # a finished run
+    ckpt, _ = load_for_resume(run)
+    mine = s.method.state_dict()
+    same_method = ckpt.get("config", {}).get("method") == s.cfg.method
+    taken = {
+        k: v
+        for k, v in ckpt["method"].items()
+        if k in mine
+        and getattr(mine[k], "shape", None) == getattr(v, "shape", None)
+        and (same_method or k.startswith("backbone."))  # another method's heads mean something else
+    }
+    encoder_keys = [name for name in mine if name.startswith("backbone.")]
+    missing = [k for k in encoder_keys if k not in taken]
+    if missing:
+        raise UsageError(
+            f"{run.path} holds an encoder of another architecture ({missing[0]} does not match); "
+            "--init-from needs the same backbone and input channels"
+        )
+    s.method.load_state_dict({**mine, **taken})
+    return {"taken": len(taken), "of": len(mine), "method": ckpt.get("config", {}).get("method")}
+
+
 def check_ranks_agree(s) -> None:
     """Every rank must hold the same parameters (DDP applies the same averaged gradients): compare a
     fingerprint before each checkpoint, so a method whose state drifts between ranks fails loudly."""

@@ -89,6 +89,9 @@ def _open_run(cfg, out, resume) -> tuple[Config, RunFolder, dict | None, str | N
             os.replace(run.checkpoint, run.checkpoint.with_name("last.unreadable.pt"))
         return cfg, run, ckpt, warning
     assert cfg is not None, "give a config or a run folder to resume"
+    if cfg.train.init_from:  # checked before anything is written
+        RunFolder(cfg.train.init_from).require("encoder")
+        RunFolder(cfg.train.init_from).require("checkpoint")
     run = RunFolder(out or Path("runs") / default_run_name(cfg.method, cfg.data.name))
     if run.checkpoint.exists() or run.previous_checkpoint.exists():
         raise UsageError(
@@ -128,6 +131,9 @@ def _train(ctx: distributed.Context, cfg, out, resume, reporter, backbone) -> di
     generator = torch.Generator(s.device).manual_seed(cfg.seed)
     pos = Position()
     if ckpt is not None:
+    if ckpt is None and cfg.train.init_from:
+        taken = checkpoint.initialise_from(s, RunFolder(cfg.train.init_from))
+        run.log("init_from", run_dir=cfg.train.init_from, **taken)
         checkpoint.restore(s, ckpt, generator)
         pos = Position(ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"])
         run.log("resume", epoch=pos.epoch, step=pos.global_step, world_size=ctx.world_size)
