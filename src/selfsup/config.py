@@ -343,6 +343,7 @@ def build_config(recipe: str | None = None, sets: list[str] = (), **flags: Any) 
         "epochs": ("train", "epochs"),
         "batch_size": ("train", "batch_size"),
         "device": ("train", "device"),
+        "init_from": ("train", "init_from"),
     }
     for name, value in flags.items():
         if name not in placements:
@@ -350,7 +351,6 @@ def build_config(recipe: str | None = None, sets: list[str] = (), **flags: Any) 
         _set_path(tree, list(placements[name]), value, f"--{name.replace('_', '-')}")
     cfg = _config_from_tree(tree)
     _resolve_method(cfg)
-        "init_from": ("train", "init_from"),
     _check_ranges(cfg)
     return cfg
 
