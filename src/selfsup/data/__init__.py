@@ -1,7 +1,8 @@
-"""Data of any modality: the :class:`Dataset` record (:mod:`.base`), the source dispatch
-(:mod:`.sources`: ``load_dataset``, ``describe_sources``) and the batch loader (:mod:`.loader`)."""
+"""Data of any modality: the :class:`Dataset` record and :class:`Rows` (:mod:`.base`), the source
+dispatch (:mod:`.sources`: ``load_dataset``, ``describe_sources``), the batch loader
+(:mod:`.loader`) and the memory-mapped store that prepared data lives in (:mod:`.store`)."""
 
-from .base import Dataset, cache_root, training_subset
+from .base import Dataset, Rows, cache_root, training_subset
 
 _SOURCES = ("describe_sources", "load_dataset", "source_kinds")
 
@@ -16,4 +17,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Dataset", "cache_root", "training_subset", *_SOURCES]
+__all__ = ["Dataset", "Rows", "cache_root", "training_subset", *_SOURCES]

@@ -87,6 +87,7 @@ def resized_crop_flip(
     flip_p: float = 0.5,
     *,
     generator: Source,
+    source_size: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """RandomResizedCrop + RandomHorizontalFlip in one resampling pass -> (N, C, size, size).
 
@@ -96,6 +97,15 @@ def resized_crop_flip(
     one that fits, else torchvision's fallback (the whole image, its aspect ratio clamped into
     ``ratio``, centred). Unlike torchvision, boxes are not rounded to whole pixels: sides and
     offsets are fractional, which removes a quantisation that matters on small images.
+
+    ``source_size`` (N, 2), each sample's (H, W) in its original file, is for images that were
+    resized to fill the batch's H x W (a prepared store, :mod:`selfsup.modalities.image.prepare`):
+    the boxes are drawn on the original's pixel grid, exactly as torchvision would draw them on the
+    original file (area, aspect ratio and the fits test in its pixels, its fallback), then scaled
+    to the stored image. The view is then the same part of the photo, resampled to the same size,
+    whatever the stored resolution. Without it, each sample's original is the tensor itself; with
+    ``source_size`` equal to the tensor's size the boxes are the same, bit for bit (but for the
+    rounding of a fallback box whose ratio was clamped: there Python's float64 becomes float32).
 
     Crop and flip are one resampling per sample: bilinear, pixel centres as with
     ``align_corners=False``, border padding - the same sampling positions and weights as
@@ -110,32 +120,13 @@ def resized_crop_flip(
     cast back.
     """
     n, _, height, width = x.shape
-    area = height * width
-    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
-
     u = _draw(x, "resized_crop_flip", generator)
-    frac = _between(u[:, :CROP_TRIES], scale[0], scale[1])
-    aspect = torch.exp(_between(u[:, CROP_TRIES : 2 * CROP_TRIES], log_lo, log_hi))
-    w = torch.sqrt(area * frac * aspect)
-    h = torch.sqrt(area * frac / aspect)
-    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
-    first = fits.to(torch.uint8).argmax(1, keepdim=True)  # argmax returns the first maximum
-    w, h = w.gather(1, first).squeeze(1), h.gather(1, first).squeeze(1)
-
-    # torchvision's fallback depends only on the image shape, so it is a pair of Python floats.
-    in_ratio = width / height
-    if in_ratio < min(ratio):
-        fw, fh = float(width), width / min(ratio)
-    elif in_ratio > max(ratio):
-        fw, fh = height * max(ratio), float(height)
+    if source_size is None:
+        left, top, w, h = _crop_boxes(u, height, width, scale, ratio)
     else:
-        fw, fh = float(width), float(height)
-    found = fits.any(1)
-    w = torch.where(found, w, fw)
-    h = torch.where(found, h, fh)
-
-    left = torch.where(found, u[:, -3] * (width - w), (width - fw) / 2)  # the fallback is
-    top = torch.where(found, u[:, -2] * (height - h), (height - fh) / 2)  # centred
+        left, top, w, h = _crop_boxes_of_originals(u, source_size.to(x.device, torch.float32), scale, ratio)
+        to_x, to_y = width / source_size[:, 1].to(left), height / source_size[:, 0].to(left)
+        left, w, top, h = left * to_x, w * to_x, top * to_y, h * to_y
     flip = u[:, -1] < flip_p
 
     # Crop + flip is axis-aligned, so bilinear resampling is separable: out = Ry @ x @ Rx^T with
@@ -147,6 +138,51 @@ def resized_crop_flip(
     out = torch.bmm(ry, cols.view(n, c, height, size).transpose(1, 2).reshape(n, height, c * size))
     out = out.view(n, size, c, size).transpose(1, 2)
     return out.clamp_(0, 1).to(x.dtype)  # clamp: weights summing to 1 can round a hair above
+
+
+def _first_fit(u: torch.Tensor, area, height, width, scale, ratio) -> tuple[torch.Tensor, ...]:
+    """Each sample's first of the ``CROP_TRIES`` candidate boxes that fits: (w, h, found)."""
+    frac = _between(u[:, :CROP_TRIES], scale[0], scale[1])
+    aspect = torch.exp(_between(u[:, CROP_TRIES : 2 * CROP_TRIES], math.log(ratio[0]), math.log(ratio[1])))
+    w = torch.sqrt(area * frac * aspect)
+    h = torch.sqrt(area * frac / aspect)
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = fits.to(torch.uint8).argmax(1, keepdim=True)  # argmax returns the first maximum
+    return w.gather(1, first).squeeze(1), h.gather(1, first).squeeze(1), fits.any(1)
+
+
+def _crop_boxes(u: torch.Tensor, height: int, width: int, scale, ratio) -> tuple[torch.Tensor, ...]:
+    """(left, top, w, h) per sample on one height x width image grid."""
+    w, h, found = _first_fit(u, height * width, height, width, scale, ratio)
+    # torchvision's fallback depends only on the image shape, so it is a pair of Python floats.
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        fw, fh = float(width), width / min(ratio)
+    elif in_ratio > max(ratio):
+        fw, fh = height * max(ratio), float(height)
+    else:
+        fw, fh = float(width), float(height)
+    w = torch.where(found, w, fw)
+    h = torch.where(found, h, fh)
+    left = torch.where(found, u[:, -3] * (width - w), (width - fw) / 2)  # the fallback is
+    top = torch.where(found, u[:, -2] * (height - h), (height - fh) / 2)  # centred
+    return left, top, w, h
+
+
+def _crop_boxes_of_originals(u: torch.Tensor, source_size: torch.Tensor, scale, ratio) -> tuple[torch.Tensor, ...]:
+    """(left, top, w, h) per sample on each sample's own H x W grid (``source_size``, float (N, 2))."""
+    height, width = source_size[:, 0:1], source_size[:, 1:2]  # (N, 1): broadcast over the tries
+    w, h, found = _first_fit(u, height * width, height, width, scale, ratio)
+    height, width = height.squeeze(1), width.squeeze(1)
+    in_ratio = width / height
+    narrow, wide = in_ratio < min(ratio), in_ratio > max(ratio)
+    fw = torch.where(wide, height * max(ratio), width)
+    fh = torch.where(narrow, width / min(ratio), height)
+    w = torch.where(found, w, fw)
+    h = torch.where(found, h, fh)
+    left = torch.where(found, u[:, -3] * (width - w), (width - fw) / 2)
+    top = torch.where(found, u[:, -2] * (height - h), (height - fh) / 2)
+    return left, top, w, h
 
 
 def _interpolation_matrix(

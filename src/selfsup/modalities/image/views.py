@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ...data.base import Rows, unpack
 from ...errors import UsageError
 from ..base import Views
 from . import ops
@@ -111,16 +112,21 @@ class ViewAugment:
         self.cfg = cfg
         self._normalize = _Normalizer(channels, mean, std)
 
-    def __call__(self, batch: torch.Tensor, generator: ops.Source) -> torch.Tensor:
-        """``generator`` may be a :class:`~selfsup.augment.ops.Uniforms` pool with at least
-        ``VIEW_DRAWS`` columns left; a generator is drawn from once, up front."""
+    def __call__(self, batch: torch.Tensor | Rows, generator: ops.Source) -> torch.Tensor:
+        """``batch``: uint8 images, or :class:`~selfsup.data.base.Rows` whose ``source_size`` extra (each
+        image's size in its file) makes the crop draw its boxes as on the originals. ``generator`` may
+        be a :class:`~selfsup.modalities.image.ops.Uniforms` pool with at least ``VIEW_DRAWS`` columns
+        left; a generator is drawn from once, up front."""
+        batch, extras = unpack(batch)
         self._normalize.check(batch)
         cfg = self.cfg
         g = generator
         if isinstance(g, torch.Generator):  # all draws first: the view compiles as one graph
             g = ops.Uniforms(batch.shape[0], VIEW_DRAWS, g, batch.device)
         x = _to_unit(batch)
-        x = ops.resized_crop_flip(x, cfg.size, cfg.crop_scale, cfg.crop_ratio, cfg.flip_p, generator=g)
+        x = ops.resized_crop_flip(
+            x, cfg.size, cfg.crop_scale, cfg.crop_ratio, cfg.flip_p, generator=g, source_size=extras.get("source_size")
+        )
         x = ops.color_jitter(x, cfg.jitter_p, cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue, generator=g)
         x = ops.random_grayscale(x, cfg.grayscale_p, generator=g)
         x = ops.gaussian_blur(x, cfg.blur_p, cfg.blur_sigma, kernel_size=cfg.kernel_size, generator=g)
@@ -139,23 +145,30 @@ class ViewRecipe(Views):
         self._normalize = _Normalizer(channels, mean, std)
 
     def __call__(
-        self, batch: torch.Tensor, generator: torch.Generator, shard: tuple[int, int] = (0, 1)
+        self, batch: torch.Tensor | Rows, generator: torch.Generator, shard: tuple[int, int] = (0, 1)
     ) -> list[torch.Tensor]:
-        """The views of ``batch``. ``shard=(rank, world_size)``: ``batch`` holds the positions
-        ``rank, rank + world_size, ...`` of a global batch; the random parameters of the whole
-        global batch are drawn (every rank's generator stays in step) and this shard's rows kept,
-        so each image gets the augmentation one process on the global batch would give it."""
+        """The views of ``batch`` (images, or :class:`~selfsup.data.base.Rows` with each image's
+        ``source_size``). ``shard=(rank, world_size)``: ``batch`` holds the positions ``rank, rank +
+        world_size, ...`` of a global batch; the random parameters of the whole global batch are
+        drawn (every rank's generator stays in step) and this shard's rows kept, so each image gets
+        the augmentation one process on the global batch would give it."""
+        batch, extras = unpack(batch)
         self._normalize.check(batch)
         rank, world = shard
         pool = ops.Uniforms(batch.shape[0] * world, VIEW_DRAWS * len(self.views), generator, batch.device)
         if world > 1:
             pool.values = pool.values[rank::world]
         x = _to_unit(batch)  # converted once, shared by the views
+        x = Rows(x, extras) if extras else x
         return [view(x, pool) for view in self.views]
 
-    def eval_transform(self, batch: torch.Tensor) -> torch.Tensor:
+    def eval_transform(self, batch: torch.Tensor | Rows) -> torch.Tensor:
         """Resize the whole image to (size, size) (bilinear, antialiased when shrinking),
-        replicate channels and normalise; no randomness, for kNN/linear eval and export."""
+        replicate channels and normalise; no randomness, for kNN/linear eval and export.
+
+        A prepared image fills its slot (stretched to it, its original size in ``source_size``), so
+        this is the same resize of the whole photo to a square as from the original file."""
+        batch, _ = unpack(batch)
         self._normalize.check(batch)
         x = _to_unit(batch)
         if x.shape[-2:] != (self.size, self.size):
@@ -166,22 +179,28 @@ class ViewRecipe(Views):
         return self._normalize(x)
 
 
-def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and (population) std, in [0, 1] units, of a uint8 (N, C, H, W) dataset.
+def channel_stats(
+    images: torch.Tensor, rows: torch.Tensor | None = None, chunk: int | None = None
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (population) std, in [0, 1] units, of a uint8 (N, C, H, W) dataset, or of
+    its ``rows`` (an index tensor) when given.
 
-    Sums are exact int64 over chunks of ``chunk`` images, so memory stays small and the result
-    does not depend on the chunking.
+    Read ``chunk`` images at a time (default: about 4 Mi values, 16 MiB as int32, whatever the image
+    size), so memory stays small; sums are exact int64, so the result does not depend on the chunking.
     """
     if images.dtype != torch.uint8 or images.ndim != 4:
         raise ValueError(f"expected a uint8 (N, C, H, W) tensor, got {images.dtype} {tuple(images.shape)}")
     c = images.shape[1]
     total = torch.zeros(c, dtype=torch.int64)
     squares = torch.zeros(c, dtype=torch.int64)
-    for start in range(0, images.shape[0], chunk):
-        part = images[start : start + chunk].to(torch.int64).transpose(0, 1).reshape(c, -1)
-        total += part.sum(1).cpu()
-        squares += (part * part).sum(1).cpu()
-    count = images.numel() // c
-    mean = total.double() / count
-    std = (squares.double() / count - mean**2).clamp_min(0).sqrt()
+    count = len(images) if rows is None else len(rows)
+    step = chunk or max(1, (1 << 22) // max(1, images[0].numel()))
+    for start in range(0, count, step):
+        part = images[start : start + step] if rows is None else images.index_select(0, rows[start : start + step])
+        part = part.to(torch.int32)
+        total += part.sum((0, 2, 3), dtype=torch.int64).cpu()
+        squares += (part * part).sum((0, 2, 3), dtype=torch.int64).cpu()
+    values = count * images[0, 0].numel()
+    mean = total.double() / values
+    std = (squares.double() / values - mean**2).clamp_min(0).sqrt()
     return tuple((mean / 255).tolist()), tuple((std / 255).tolist())

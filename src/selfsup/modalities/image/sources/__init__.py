@@ -48,7 +48,8 @@ def _describe_folder(data_dir):
             "name": "folder:PATH",
             "available": not note,
             "location": "",
-            "note": "image files; PATH/train + PATH/test (or val) splits, class subfolders give labels" + note,
+            "note": "image files, prepared once into a memory-mapped store (`selfsup data prepare`); "
+            "PATH/train + PATH/test (or val) splits, class subfolders give labels" + note,
         }
     ]
 
@@ -71,12 +72,7 @@ SOURCES = (
         lambda data_dir: [],
         "fashion-mnist",
     ),
-    Source(
-        "folder:",
-        lambda spec, options: load_folder(_path(spec), options.get("skip_bad", False)),
-        _describe_folder,
-        "folder:PATH",
-    ),
+    Source("folder:", lambda spec, options: load_folder(_path(spec), options), _describe_folder, "folder:PATH"),
     Source(
         "npy:",
         lambda spec, options: load_npy(_path(spec)),
