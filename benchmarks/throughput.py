@@ -8,6 +8,8 @@
     dataset, the method's batched augmentations, the same step);
 (c) their ratio; (d) peak device memory of the end-to-end run.
 Both are timed after warm-up, back to back in the same process, synchronising only at the ends.
+With ``--set train.cuda_graph=true`` both run as captured CUDA graphs (:mod:`selfsup.training.graph`):
+the ceiling's graph holds the step on the fixed views, the end-to-end one also the augmentations.
 This is a benchmark, not a test: the figures go to BENCHMARKS.md with the machine they ran on.
 """
 
@@ -22,6 +24,7 @@ import torch
 
 from selfsup.config import build_config
 from selfsup.training import build, train_step, update_step
+from selfsup.training.graph import StaticStep
 
 
 def _sync(device):
@@ -74,6 +77,20 @@ def main(argv=None) -> dict:
         counter[0] += 1
         s.method.after_step(counter[0], s.total_steps)
 
+    if cfg.train.cuda_graph:  # the same two, each captured (warm-up steps included in --warmup)
+        first = next(s.loader.batches(0))
+        fixed = StaticStep(s, gen, make_views=lambda batch: views)
+
+        def ceiling():
+            fixed(first, counter[0])
+            counter[0] += 1
+
+        def end_to_end():
+            if not hasattr(end_to_end, "static"):  # built when first called: rebinds the optimiser
+                end_to_end.static = StaticStep(s, gen)
+            end_to_end.static(next(batches), counter[0])
+            counter[0] += 1
+
     t_ceiling = _timed(ceiling, args.steps, args.warmup, s.device)
     if s.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(s.device)
@@ -93,6 +110,7 @@ def main(argv=None) -> dict:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "compile": cfg.train.compile,
+        "cuda_graph": cfg.train.cuda_graph,
         "precision": "bf16" if s.amp_dtype else "fp32",
         "placement": s.loader.placement,
         "steps": args.steps,

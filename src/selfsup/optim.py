@@ -13,12 +13,17 @@
   ``final_ratio`` of it. The peak is ``lr * batch_size / 256`` (Goyal et al. 2017 linear scaling),
   the convention of every method paper here. :func:`infinite_lr_at`: the infinite schedule for
   continual pretraining.
+
+Hyperparameters that change during a run (``lr``, ``weight_decay``) may be plain floats or 0-d
+float64 tensors on the parameters' device: the form a CUDA graph needs (:mod:`selfsup.training.graph`),
+where a float would be frozen into the graph at capture. With tensors, :class:`LARS` and
+:class:`AdamW` take the same steps, bit for bit on the CPU, as with the floats they hold.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -90,20 +95,22 @@ class LARS(torch.optim.Optimizer):
             if not params:
                 continue
             grads = [p.grad for p in params]
-            wd = group["weight_decay"]
+            wd, lr = group["weight_decay"], group["lr"]
             if group["lars"]:
                 w = torch.stack(torch._foreach_norm(params))
                 if self.trust == "lars":
                     g = torch.stack(torch._foreach_norm(grads))
                     ok, ratio = (w > 0) & (g > 0), group["eta"] * w / (g + wd * w)
-            if wd:
+            if isinstance(wd, torch.Tensor):  # p + wd * g with a device scalar (a graph's form)
+                grads = torch._foreach_addcmul(grads, params, [wd] * len(params))
+            elif wd:
                 grads = torch._foreach_add(grads, params, alpha=wd)
             if group["lars"]:
                 if self.trust == "update":
                     d = torch.stack(torch._foreach_norm(grads))
                     ok, ratio = (w > 0) & (d > 0), group["eta"] * w / d
                 if self.clip_lr:
-                    ratio = torch.clamp(ratio / group["lr"], max=1.0)
+                    ratio = torch.clamp(ratio / lr, max=1.0)
                 grads = torch._foreach_mul(grads, torch.where(ok, ratio, torch.ones_like(w)).unbind())
             bufs = []
             for p in params:
@@ -113,7 +120,65 @@ class LARS(torch.optim.Optimizer):
                 bufs.append(state["momentum_buffer"])
             torch._foreach_mul_(bufs, group["momentum"])
             torch._foreach_add_(bufs, grads)
-            torch._foreach_add_(params, bufs, alpha=-group["lr"])
+            if isinstance(lr, torch.Tensor):
+                torch._foreach_addcmul_(params, bufs, [lr] * len(params), value=-1)
+            else:
+                torch._foreach_add_(params, bufs, alpha=-lr)
+
+
+class AdamW(torch.optim.Optimizer):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019, Algorithm 2) in the arithmetic of
+    ``torch.optim.AdamW``'s per-tensor path, written for a CUDA graph: ``lr`` and ``weight_decay`` may
+    be 0-d device tensors, and the bias corrections are computed on the device, in float64, from each
+    parameter's own step count (a parameter without a gradient, such as DINO's frozen last layer,
+    is skipped and its count stays behind, as in torch's). Its state (``step``, ``exp_avg``,
+    ``exp_avg_sq``) is torch's, so either optimiser resumes the other's checkpoint.
+
+    Per step: ``w <- w (1 - lr wd)``; ``m <- b1 m + (1 - b1) g``; ``v <- b2 v + (1 - b2) g^2``;
+    ``w <- w - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
+    """
+
+    def __init__(self, params, lr: float, betas: Sequence[float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2):  # fmt: skip
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        assert closure is None
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
+            beta1, beta2 = group["betas"]
+            for p in params:
+                state = self.state[p]
+                if "step" not in state:
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["step"] = torch.zeros((), dtype=torch.float64, device=p.device)
+                elif state["step"].dtype != torch.float64 or state["step"].device != p.device:  # torch's state
+                    state["step"] = state["step"].to(p.device, torch.float64)
+            states = [self.state[p] for p in params]
+            steps = [st["step"] for st in states]
+            exp_avgs = [st["exp_avg"] for st in states]
+            exp_avg_sqs = [st["exp_avg_sq"] for st in states]
+            torch._foreach_add_(steps, 1.0)
+            if isinstance(wd, torch.Tensor) or wd:
+                torch._foreach_mul_(params, 1 - lr * wd)
+            torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+            torch._foreach_mul_(exp_avg_sqs, beta2)
+            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+            # The bias corrections in float64 on the device, operation for operation as the host
+            # computes them (lr / (1 - b1^t) and (1 - b2^t) ** 0.5, with libm's pow on the CPU).
+            t = torch.stack(steps)
+            neg_step_size = lr / (torch.pow(beta1, t) - 1)  # -lr / (1 - b1^t)
+            bc2_sqrt = torch.pow(1 - torch.pow(beta2, t), torch.full_like(t, 0.5))
+            denom = torch._foreach_sqrt(exp_avg_sqs)
+            torch._foreach_div_(denom, bc2_sqrt.unbind())
+            torch._foreach_add_(denom, eps)
+            torch._foreach_addcdiv_(params, exp_avgs, denom, neg_step_size)
 
 
 def build_optimizer(
@@ -129,14 +194,20 @@ def build_optimizer(
     lars_clip_lr: bool = False,
     bias_lr_scale: float = 1.0,
     fixed: Iterable[nn.Parameter] = (),
+    capturable: bool = False,
 ) -> torch.optim.Optimizer:
+    """The optimiser ``name`` over :func:`param_groups`. ``capturable``: one that takes tensor
+    hyperparameters (a CUDA graph's step): SGD as :class:`LARS` without trust ratios and AdamW as
+    :class:`AdamW`, the same arithmetic as torch's and the same state."""
     groups = param_groups(model, weight_decay, exclude_bias_norm, bias_lr_scale, fixed)
     if name == "sgd":
+        if capturable:
+            return LARS([{**g, "lars": False} for g in groups], lr=lr, momentum=momentum)
         return torch.optim.SGD(groups, lr=lr, momentum=momentum)
     if name == "lars":
         return LARS(groups, lr=lr, momentum=momentum, eta=lars_eta, trust=lars_trust, clip_lr=lars_clip_lr)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas))
+        return (AdamW if capturable else torch.optim.AdamW)(groups, lr=lr, betas=tuple(betas))
     raise unknown("optimizer", name, OPTIMIZERS)
 
 

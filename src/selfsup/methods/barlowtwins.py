@@ -23,6 +23,7 @@ from .parts.heads import mlp
 
 class BarlowTwins(Method):
     name = "barlowtwins"
+    capturable = True  # train.cuda_graph: no host-side state in its step
     # The authors' main.py trains biases and norms at lr 0.0048 against 0.2 for weights.
     optim_defaults = {"bias_lr_scale": 0.024}
     paper = "Zbontar et al. 2021, Barlow Twins: Self-Supervised Learning via Redundancy Reduction (arXiv:2103.03230)"

@@ -15,6 +15,8 @@ Contract (the training loop relies on nothing else):
 * ``after_step(step, total_steps) -> dict``: state updates after the optimiser step; the default
   steps every (teacher, online) pair of :meth:`momentum_pairs` (the one EMA update); methods with
   queues or centres extend it; returns scalars to log;
+* ``capturable``, ``step_phase``, ``step_scalars``, ``after_step_tensors``: the same step in the
+  form a CUDA graph takes (``train.cuda_graph``, :mod:`selfsup.training.graph`);
 * ``encoder``: the backbone evaluated and exported;
 * ``sync_bn``: whether BatchNorm sees the global batch in a distributed run (the paper's setting).
 
@@ -50,6 +52,10 @@ class Method(nn.Module):
     # Optimiser settings of the paper or the authors' code that differ from the generic defaults
     # (config ``optim`` keys); a recipe or --set overrides them.
     optim_defaults: ClassVar[dict] = {}
+    # Whether ``train.cuda_graph`` may capture this method's step: its forward and its hooks keep no
+    # state on the host (no Python counters or pointers, no reads of device values) and its
+    # per-step numbers come from ``step_scalars``.
+    capturable: ClassVar[bool] = False
 
     @dataclass
     class Args:
@@ -90,6 +96,13 @@ class Method(nn.Module):
         (SimSiam's ``--fix-pred-lr``); none by default."""
         return []
 
+    def batch_groups(
+        self, train: torch.Tensor, batch_size: int, seed: int, device: torch.device
+    ) -> torch.Tensor | None:
+        """Group labels of the training samples that the loader keeps apart within a batch
+        (G-SimCLR's pseudo labels); None (the default): a plain shuffle."""
+        return None
+
     def momentum_pairs(self) -> list[tuple[MomentumTeacher, nn.Module]]:
         """The (teacher, online network) pairs whose EMA :meth:`after_step` updates."""
         return []
@@ -97,3 +110,31 @@ class Method(nn.Module):
     def after_step(self, step: int, total_steps: int) -> dict:
         """Called after optimiser step ``step`` (1-based count of steps taken)."""
         return {teacher.log_name: teacher.step(online, step, total_steps) for teacher, online in self.momentum_pairs()}
+
+    # The step in the form a CUDA graph takes (``capturable`` methods).
+
+    def step_phase(self, step: int) -> object:
+        """What :meth:`before_optimizer_step` does at step ``step`` (0-based), as a hashable key:
+        a captured step is recorded once per phase (DINO's frozen last layer: two). None: the same
+        at every step."""
+        return None
+
+    def step_scalars(self) -> dict:
+        """The numbers :meth:`after_step_tensors` takes at each step, as functions of the 1-based
+        step count (those :meth:`after_step` computes on the host): the default, each teacher's EMA
+        weight ``1 - tau``. Evaluated on the host for the whole run, then read on the device."""
+        return {
+            f"ema_weight{i}": lambda step, t=teacher: 1.0 - t.tau_at(step - 1, self.total_steps)
+            for i, (teacher, _) in enumerate(self.momentum_pairs())
+        }
+
+    def step_logs(self, step: int) -> dict:
+        """What :meth:`after_step` returns for step count ``step``, without updating anything (the
+        captured step's log lines)."""
+        return {teacher.log_name: teacher.tau_at(step - 1, self.total_steps) for teacher, _ in self.momentum_pairs()}
+
+    def after_step_tensors(self, values: dict) -> None:
+        """:meth:`after_step` with this step's :meth:`step_scalars` as 0-d device tensors; nothing
+        read back to the host."""
+        for i, (teacher, online) in enumerate(self.momentum_pairs()):
+            teacher.update_weight(online, values[f"ema_weight{i}"])

@@ -23,6 +23,7 @@ from .parts.teacher import MomentumTeacher
 
 class BYOL(Method):
     name = "byol"
+    capturable = True  # train.cuda_graph: no host-side state in its step
     paper = "Grill et al. 2020, Bootstrap Your Own Latent (arXiv:2006.07733)"
 
     @dataclass

@@ -77,6 +77,7 @@ class DINOHead(nn.Module):
 
 class DINO(Method):
     name = "dino"
+    capturable = True  # train.cuda_graph: no host-side state in its step
     # main_dino.py: clip_grad 3.0, each parameter's gradient on its own (utils.clip_gradients).
     optim_defaults = {"clip_grad": 3.0, "clip_grad_mode": "per_param"}
     paper = "Caron et al. 2021, Emerging Properties in Self-Supervised Vision Transformers (arXiv:2104.14294)"
@@ -189,3 +190,16 @@ class DINO(Method):
         temp = self.teacher_temp_at(step)
         self.teacher_temp_now.fill_(temp)
         return {**logs, "teacher_temp": temp}
+
+    def step_phase(self, step):
+        return step < self._steps(self.args.freeze_last_layer)
+
+    def step_scalars(self):
+        return {**super().step_scalars(), "teacher_temp": self.teacher_temp_at}
+
+    def step_logs(self, step):
+        return {**super().step_logs(step), "teacher_temp": self.teacher_temp_at(step)}
+
+    def after_step_tensors(self, values):
+        super().after_step_tensors(values)
+        self.teacher_temp_now.copy_(values["teacher_temp"])

@@ -24,6 +24,7 @@ from .parts.teacher import MomentumTeacher
 
 class MoCoV3(Method):
     name = "mocov3"
+    capturable = True  # train.cuda_graph: no host-side state in its step
     paper = "Chen, Xie & He 2021, An Empirical Study of Training Self-Supervised Vision Transformers (arXiv:2104.02057)"
 
     @dataclass

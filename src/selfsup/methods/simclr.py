@@ -25,6 +25,7 @@ from .parts.heads import mlp
 
 class SimCLR(Method):
     name = "simclr"
+    capturable = True  # train.cuda_graph: no host-side state in its step
     paper = "Chen et al. 2020, A Simple Framework for Contrastive Learning of Visual Representations (arXiv:2002.05709)"
 
     @dataclass

@@ -22,6 +22,7 @@ from .parts.heads import mlp
 
 class SimSiam(Method):
     name = "simsiam"
+    capturable = True  # train.cuda_graph: no host-side state in its step
     paper = "Chen & He 2021, Exploring Simple Siamese Representation Learning (arXiv:2011.10566)"
 
     @dataclass

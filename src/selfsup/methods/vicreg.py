@@ -24,6 +24,7 @@ from .parts.heads import mlp
 
 class VICReg(Method):
     name = "vicreg"
+    capturable = True  # train.cuda_graph: no host-side state in its step
     paper = "Bardes, Ponce & LeCun 2022, VICReg: Variance-Invariance-Covariance Regularization (arXiv:2105.04906)"
 
     @dataclass

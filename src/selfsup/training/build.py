@@ -18,6 +18,7 @@ from ..methods import METHODS, build_method
 from ..modalities import Modality, get_modality
 from ..modalities.base import Views
 from ..optim import build_optimizer
+from .graph import check_capturable
 from .monitor import OnlineEval
 
 
@@ -88,6 +89,7 @@ def build(
     )
     method = build_method(cfg, backbone if backbone is not None else backbone_for(cfg, input_spec))
     method_cls = METHODS[cfg.method]
+    check_capturable(cfg, method_cls, ctx.world_size)
     sync_bn = cfg.train.sync_bn == "true" or (cfg.train.sync_bn == "auto" and method_cls.sync_bn)
     if ctx.distributed and sync_bn:
         method = distributed.convert_batchnorm(method, device.type)
@@ -113,6 +115,7 @@ def build(
         lars_clip_lr=o.lars_clip_lr,
         bias_lr_scale=o.bias_lr_scale,
         fixed=method.fixed_lr_parameters(),
+        capturable=cfg.train.cuda_graph,
     )
     use_bf16 = cfg.train.precision == "bf16" or (cfg.train.precision == "auto" and device.type == "cuda")
     total = cfg.train.epochs * loader.steps_per_epoch

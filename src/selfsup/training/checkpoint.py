@@ -22,6 +22,7 @@ from .. import distributed
 from ..errors import TrainingError, UsageError
 from ..runs import atomic_torch_save
 from ..version import __version__
+from .schedules import plain_groups
 
 
 def state(s, epoch: int, step_in_epoch: int, global_step: int, generator: torch.Generator) -> dict:
@@ -29,7 +30,7 @@ def state(s, epoch: int, step_in_epoch: int, global_step: int, generator: torch.
     own_rng = (torch.get_rng_state(), torch.cuda.get_rng_state(s.device) if s.device.type == "cuda" else None)
     return {
         "method": s.method.state_dict(),
-        "optimizer": s.optimizer.state_dict(),
+        "optimizer": plain_groups(s.optimizer.state_dict()),
         "online": s.online.state_dict() if s.online is not None else None,
         "epoch": epoch,
         "step_in_epoch": step_in_epoch,

@@ -84,10 +84,18 @@ class MomentumTeacher(nn.Module):
 
     @torch.no_grad()
     def update(self, online: nn.Module, tau: float) -> None:
+        self.update_weight(online, 1.0 - tau)
+
+    @torch.no_grad()
+    def update_weight(self, online: nn.Module, weight: float | torch.Tensor) -> None:
+        """``xi <- xi + weight * (theta - xi)``, ``weight = 1 - tau``: a float, or a 0-d device tensor
+        (a CUDA graph's form, read on the device at each replay)."""
         t_params = list(self.net.parameters())
         o_params = list(online.parameters())
-        # xi <- tau * xi + (1 - tau) * theta, as one fused kernel per dtype/device group.
-        torch._foreach_lerp_(t_params, o_params, 1.0 - tau)
+        if isinstance(weight, torch.Tensor):
+            torch._foreach_lerp_(t_params, o_params, [weight] * len(t_params))
+        else:  # one fused kernel per dtype/device group
+            torch._foreach_lerp_(t_params, o_params, weight)
         if self.copy_buffers:  # one grouped copy (a copy per buffer is ~60 launches for a ResNet-18)
             t_bufs, o_bufs = list(self.net.buffers()), list(online.buffers())
             if t_bufs:
