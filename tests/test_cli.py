@@ -65,7 +65,7 @@ def test_eval_of_a_run_without_encoder_says_what_is_missing(capsys, tmp_path):
     )
     assert code == 0
     code, _, err = run_cli(capsys, "eval", str(run))
-    assert code == 2 and "encoder.pt is missing" in err and "--resume" in err
+    assert code == 2 and "encoder.json is missing" in err and "--resume" in err
 
 
 def test_listings(capsys):

@@ -8,40 +8,30 @@ import numpy as np
 import torch
 from torch import nn
 
-from .backbones import rebuild
 from .data.sources import load_dataset
 from .device import resolve_device
 from .errors import UsageError
 from .evaluate.features import extract_features
+from .export import read_encoder
 from .modalities import get_modality
-from .runs import ENCODER_FORMATS, RunFolder
 
 
-def load_encoder(run_dir: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+def load_encoder(
+    run_dir: str | Path, device: str | torch.device = "cpu", backbone: nn.Module | None = None
+) -> nn.Module:
     """The pretrained backbone of a finished run, in eval mode.
 
+    ``run_dir``: a run folder (``encoder.json`` + ``encoder.safetensors``, or an older run's
+    ``encoder.pt``), or a ``.safetensors`` file written by ``selfsup export --format safetensors``.
     ``encoder(x)`` maps the modality's model input (for images: normalised float images
     (N, C, S, S)) to features (N, D). ``encoder.modality`` names the kind of data,
     ``encoder.input_spec`` describes the input it was trained on (for images: size, channels,
     mean, std) and :func:`preprocess_fn` turns raw samples into that input; ``encoder.backbone_spec``
     holds what rebuilds its architecture (:func:`selfsup.backbones.rebuild`).
+    ``backbone``: a fresh instance of the architecture, for an encoder whose backbone was given
+    from Python (``selfsup.train(cfg, backbone=module)``): its weights are loaded into it.
     """
-    path = RunFolder(run_dir).require("encoder")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated or foreign file
-        raise UsageError(
-            f"{path} is not a readable selfsup encoder ({type(e).__name__}); re-export it by finishing the run"
-        ) from None
-    if not isinstance(blob, dict) or blob.get("format") not in ENCODER_FORMATS:
-        raise UsageError(f"{path} is not a selfsup encoder file (expected format {ENCODER_FORMATS[-1]})")
-    spec, input_spec = blob["backbone"], blob["input"]
-    encoder = rebuild(spec, input_spec)
-    encoder.load_state_dict(blob["state_dict"])
-    encoder.modality = blob.get("modality", "image")  # format 1 held images only
-    encoder.input_spec = input_spec
-    encoder.backbone_spec = encoder.spec
-    return encoder.to(device).eval()
+    return read_encoder(run_dir, backbone).to(device).eval()
 
 
 def preprocess_fn(encoder: nn.Module):

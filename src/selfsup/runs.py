@@ -6,8 +6,11 @@ RUN/
   metrics.jsonl          one JSON object a line: {"event": "step" | "epoch" | "eval" | ..., ...}
   checkpoints/last.pt    everything needed to continue bit for bit (written atomically)
   checkpoints/previous.pt  the checkpoint before it, kept as a fallback
-  encoder.pt             the backbone alone, with what it needs to be rebuilt and fed
+  encoder.safetensors    the backbone's weights (safetensors; its header holds encoder.json's record too)
+  encoder.json           what rebuilds and feeds it: modality, backbone spec, feature dim, input spec
+                         (runs written before format 3 hold encoder.pt instead: read as well)
   summary.json           the headline results
+  metrics.csv, tensorboard/   what the optional loggers write (train.loggers, :mod:`selfsup.loggers`)
 ```
 Files that must never be seen half-written are written to a temporary file in the same folder,
 flushed to disk and renamed over the old one, so a crash leaves either the old or the new file.
@@ -20,6 +23,7 @@ import json
 import os
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +31,34 @@ import torch
 
 from .errors import UsageError
 
-ENCODER_FORMAT = "selfsup-encoder/2"  # /2: modality and backbone options recorded; /1 (images only) is read too
-ENCODER_FORMATS = ("selfsup-encoder/1", ENCODER_FORMAT)
+# /3: encoder.json + encoder.safetensors (selfsup.export). The torch files encoder.pt of /2 (modality and
+# backbone options recorded) and /1 (images only) are read too.
+ENCODER_FORMAT = "selfsup-encoder/3"
+LEGACY_ENCODER_FORMATS = ("selfsup-encoder/1", "selfsup-encoder/2")
+ENCODER_FORMATS = (*LEGACY_ENCODER_FORMATS, ENCODER_FORMAT)
 
 
 class RunFolder:
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.sinks: list = []  # loggers every record is fanned out to (selfsup.loggers)
 
     config = property(lambda self: self.path / "config.yaml")
     metrics = property(lambda self: self.path / "metrics.jsonl")
     checkpoint = property(lambda self: self.path / "checkpoints" / "last.pt")
     previous_checkpoint = property(lambda self: self.path / "checkpoints" / "previous.pt")
-    encoder = property(lambda self: self.path / "encoder.pt")
     summary = property(lambda self: self.path / "summary.json")
+    encoder_record = property(lambda self: self.path / "encoder.json")
+    encoder_weights = property(lambda self: self.path / "encoder.safetensors")
+    legacy_encoder = property(lambda self: self.path / "encoder.pt")
+
+    @property
+    def encoder(self) -> Path:
+        """The encoder's descriptor: ``encoder.json`` (beside ``encoder.safetensors``), or an older
+        run's ``encoder.pt``; ``encoder.json`` when there is neither (where the run will write it)."""
+        if not self.encoder_record.is_file() and self.legacy_encoder.is_file():
+            return self.legacy_encoder
+        return self.encoder_record
 
     def create(self) -> RunFolder:
         (self.path / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -58,6 +76,8 @@ class RunFolder:
                 "config": "this is not a selfsup run folder",
             }[what]
             raise UsageError(f"{target} is missing: {hint}")
+        if what == "encoder" and target == self.encoder_record and not self.encoder_weights.is_file():
+            raise UsageError(f"{self.encoder_weights} is missing: {target.name} names it; finish or re-export the run")
         return target
 
     def read_summary(self) -> dict:
@@ -70,8 +90,29 @@ class RunFolder:
         return summary
 
     def log(self, event: str, **values: Any) -> None:
+        record = {"event": event, "time": round(time.time(), 3), **values}
         with open(self.metrics, "a") as f:
-            f.write(json.dumps({"event": event, "time": round(time.time(), 3), **values}) + "\n")
+            f.write(json.dumps(record) + "\n")
+        for sink in list(self.sinks):
+            try:
+                sink.write(record)
+            except Exception as e:  # a logger's failure (a tracking server gone) does not stop training
+                self.sinks.remove(sink)
+                warnings.warn(f"the {sink.name} logger failed and is dropped: {type(e).__name__}: {e}", stacklevel=2)
+
+    def attach_loggers(self, cfg) -> None:
+        """Open the loggers ``cfg.train.loggers`` names (:mod:`selfsup.loggers`; metrics.jsonl is
+        always written): from now on each record also goes to them; the config is logged first."""
+        from .loggers import open_loggers
+
+        self.sinks = open_loggers(self, cfg)
+
+    def close_loggers(self, setup=None) -> None:
+        """Close the loggers; ``setup`` (the run's parts, at the end of a finished run) lets them add
+        their end-of-run records (TensorBoard's embedding projector of the probe batch)."""
+        sinks, self.sinks = self.sinks, []
+        for sink in sinks:
+            sink.close(setup)
 
     def read_metrics(self) -> list[dict]:
         if not self.metrics.is_file():

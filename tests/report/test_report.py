@@ -53,7 +53,7 @@ def test_report_of_an_unfinished_run_says_what_it_skipped(tmp_path):
     run = tmp_path / "part"
     selfsup.train(build_config("byol-digits", ["augment.size=8", "train.stop_after=1"], epochs=3), out=run)
     page = write_report([run]).read_text()
-    assert "no encoder.pt (unfinished run)" in page
+    assert "no encoder (unfinished run)" in page
 
 
 @pytest.mark.skipif(not shutil.which("chromium"), reason="headless Chromium is not installed")

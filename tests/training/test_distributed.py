@@ -168,7 +168,7 @@ def test_two_machines_on_one_host_with_c10d_rendezvous(tmp_path):
         assert node.returncode == 0, err[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["finished"] and summary["world_size"] == 2 and summary["steps_per_epoch"] == 2
-    assert (out / "encoder.pt").is_file()
+    assert (out / "encoder.json").is_file()
 
 
 def _rank_pids(marker: str, rank: int) -> list[int]:

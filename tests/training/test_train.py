@@ -36,7 +36,14 @@ def fast_config(epochs=2, extra=()):
 def test_run_folder_has_config_metrics_checkpoint_encoder_and_summary(tmp_path):
     summary = selfsup.train(fast_config(2), out=tmp_path / "run")
     run = tmp_path / "run"
-    for name in ("config.yaml", "metrics.jsonl", "checkpoints/last.pt", "encoder.pt", "summary.json"):
+    for name in (
+        "config.yaml",
+        "metrics.jsonl",
+        "checkpoints/last.pt",
+        "encoder.json",
+        "encoder.safetensors",
+        "summary.json",
+    ):
         assert (run / name).is_file(), name
     for key in ("method", "dataset", "epochs", "knn_top1", "train_seconds", "images_per_second"):
         assert key in summary
@@ -75,7 +82,7 @@ def test_two_epochs_plus_resume_equals_four_epochs_bit_for_bit(tmp_path):
     selfsup.train(fast_config(4), out=tmp_path / "straight")
     part = selfsup.train(fast_config(4, ["train.stop_after=2"]), out=tmp_path / "split")
     assert part["finished"] is False and part["epochs_done"] == 2
-    assert not (tmp_path / "split" / "encoder.pt").exists()
+    assert not (tmp_path / "split" / "encoder.json").exists()
     resumed = selfsup.train(resume=tmp_path / "split")
     assert resumed["finished"] is True
     _assert_same_state(_state(tmp_path / "straight"), _state(tmp_path / "split"))

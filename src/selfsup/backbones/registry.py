@@ -27,7 +27,8 @@ class Family:
     members: tuple[str, ...]
     options: type  # a dataclass; its fields are the family's config keys
     build: Callable[[str, dict, Any], nn.Module]
-    modalities: tuple[str, ...]
+    modalities: tuple[str, ...]  # empty: any modality (the custom family)
+    prefix: str = ""  # a family of every name starting with this (``module:``) instead of listed members
 
     def parse_options(self, given: dict, where: str = "model") -> Any:
         """The options dataclass from a mapping, each key checked and typed (one-line errors)."""
@@ -53,12 +54,14 @@ def register(family: Family) -> Family:
 
 
 def names() -> list[str]:
-    return [n for f in FAMILIES.values() for n in f.members]
+    return [n for f in FAMILIES.values() for n in f.members] + [
+        f"{f.prefix}package.path:factory" for f in FAMILIES.values() if f.prefix
+    ]
 
 
 def family_of(name: str) -> Family:
     for family in FAMILIES.values():
-        if name in family.members:
+        if name in family.members or (family.prefix and name.startswith(family.prefix)):
             return family
     raise unknown("backbone", name, names())
 

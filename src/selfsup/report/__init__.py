@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..config import load_run_config
 from ..data.sources import load_dataset
 from ..encoder import load_encoder, preprocess_fn
@@ -27,6 +29,8 @@ from ..evaluate.protocols import result_rows
 from ..modalities import get_modality
 from ..runs import RunFolder
 from . import plots
+from .layers import layers_figures
+from .neighbours import neighbour_strip
 
 
 class _Run:
@@ -56,9 +60,14 @@ class RunContext:
     skipped: list[str] = field(default_factory=list)
     png: Any = staticmethod(plots.png)
 
-    def features(self, samples):
-        """The encoder's features of raw ``samples`` (in chunks, on the run's device)."""
-        return extract_features(self.encoder, samples, preprocess_fn(self.encoder), 512, self.device)
+    def features(self, samples, rows=None):
+        """The encoder's features of raw ``samples``, or of their ``rows`` (an index tensor), read and
+        encoded a chunk of 512 at a time on the run's device (a memory-mapped split is not read in)."""
+        transform = preprocess_fn(self.encoder)
+        if rows is None:
+            return extract_features(self.encoder, samples, transform, 512, self.device)
+        chunks = [rows[i : i + 512] for i in range(0, len(rows), 512)]
+        return torch.cat([extract_features(self.encoder, samples[c], transform, 512, self.device) for c in chunks])
 
 
 def _context(run: _Run, plt, device, skipped: list[str]) -> RunContext:
@@ -71,7 +80,7 @@ def _context(run: _Run, plt, device, skipped: list[str]) -> RunContext:
         data = None
     encoder = load_encoder(run.folder.path, device) if run.folder.encoder.is_file() else None
     if encoder is None:
-        skipped.append(f"{run.name}: no encoder.pt (unfinished run): views only, no map or confusion matrix")
+        skipped.append(f"{run.name}: no encoder (unfinished run): views only, no map or confusion matrix")
     return RunContext(run.name, run.folder, cfg, data, encoder, device, plt, skipped)
 
 
@@ -81,6 +90,7 @@ def _run_pictures(ctx: RunContext) -> dict[str, str]:
     data = ctx.data
     if ctx.encoder is None or data is None:
         return pics
+    pics.update(neighbour_strip(ctx))  # pictures' runs: test images beside their nearest training images
     if data.test is None or data.test_labels is None or data.task != "classification":
         ctx.skipped.append(f"{ctx.name}: {data.name} has no labelled test split: no map or confusion matrix")
         return pics
@@ -136,6 +146,7 @@ _FIGURES = (
     ("confusion", "kNN confusion matrix"),
     ("reconstructions", "original / masked / reconstructed test images"),
     ("attention", "class-token attention maps (last block, per head)"),
+    ("neighbours", "test images and their nearest training images"),
 )
 
 
@@ -200,6 +211,7 @@ def write_report(run_dirs: list[str | Path], out: str | Path | None = None, devi
                     parts.append(
                         f"<figure><img alt='{key}' src='{pics[key]}'><figcaption>{title}</figcaption></figure>"
                     )
+            parts.append(layers_figures(run.summary, plt))  # selfsup eval --protocol layers
             parts.append(f"<details><summary>config.yaml</summary><pre>{html.escape(run.config_text)}</pre></details>")
             sections.append("".join(parts))
     if skipped:

@@ -1,29 +1,22 @@
-"""The run's encoder file: the backbone's weights and what rebuilds and feeds it."""
+"""The run's encoder files: the backbone's weights (``encoder.safetensors``) and the record of what
+rebuilds and feeds it (``encoder.json``); the format is :mod:`selfsup.export`'s."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
+from ..export import encoder_record, write_run_encoder
+from ..runs import RunFolder
 
-from ..runs import ENCODER_FORMAT, atomic_torch_save
 
-
-def export_encoder(s, path: Path) -> None:
-    """Write ``s.method.encoder`` with its architecture (``spec``), the modality and its input spec
-    (what the encoder must be fed), the method and the dataset."""
+def export_encoder(s, where: RunFolder | str | Path) -> None:
+    """Write ``s.method.encoder`` into the run folder ``where`` (or the folder of the path ``where``,
+    as ``run.encoder``): its weights, its architecture (``spec``), its feature dimension, the modality
+    and its input spec (what the encoder must be fed), the method and the dataset. An older run's
+    ``encoder.pt`` that is there is left as it is; the new files are read first."""
+    run = where if isinstance(where, RunFolder) else RunFolder(Path(where).parent)
     backbone = s.method.encoder
-    state = {k: v.detach().to("cpu", memory_format=torch.contiguous_format) for k, v in backbone.state_dict().items()}
-    atomic_torch_save(
-        {
-            "format": ENCODER_FORMAT,
-            "modality": s.modality.name,
-            "backbone": backbone.spec,
-            "feature_dim": backbone.feature_dim,
-            "state_dict": state,
-            "input": s.input_spec,
-            "method": s.cfg.method,
-            "dataset": s.cfg.data.name,
-        },
-        path,
+    record = encoder_record(
+        s.modality.name, backbone.spec, backbone.feature_dim, s.input_spec, s.cfg.method, s.cfg.data.name
     )
+    write_run_encoder(run, backbone, record)

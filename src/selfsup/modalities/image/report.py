@@ -1,10 +1,10 @@
 """The report's pictures of image runs: augmented views from the run's own pipeline, and for
 masked-modelling and vision-transformer runs, reconstructions and the class token's attention.
 
-For methods with a ``visualize(x)`` (MAE, GMML, SiT): original / masked / reconstructed test
-images from the method rebuilt from the run's last checkpoint; for ViT encoders, the class
-token's attention over the patches in the last block, per head, on a few test images (DINO's maps,
-Caron et al. 2021, Fig. 1).
+Images are a seeded handful from across a split. For methods with a ``visualize(x)`` (MAE, GMML,
+SiT): original / masked / reconstructed test images from the method rebuilt from the run's last
+checkpoint; for ViT encoders, the class token's attention over the patches in the last block, per
+head, on a few test images (DINO's maps, Caron et al. 2021, Fig. 1).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from ...backbones import backbone_for, family_of
+from ...data.base import unpack
 from ...methods import METHODS, build_method
 from ...training.checkpoint import load as load_checkpoint
 from .views import ViewConfig, ViewRecipe
@@ -28,6 +29,11 @@ def pictures(ctx) -> dict[str, str]:
     return out
 
 
+def _spread(n: int, k: int) -> torch.Tensor:
+    """``min(n, k)`` rows from across a split of ``n``, seeded (a folder's first images share a class)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(0))[: min(n, k)].sort().values
+
+
 def _show(ax, img, title=None, **kw) -> None:
     ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, **kw)
     ax.axis("off")
@@ -36,22 +42,31 @@ def _show(ax, img, title=None, **kw) -> None:
 
 
 def _views(ctx) -> str:
-    """The first training images and the method's views of them (from a fixed seed)."""
+    """Eight training images and the method's views of them (both from a fixed seed)."""
     cfg, plt = ctx.cfg, ctx.plt
     spec = ctx.encoder.input_spec if ctx.encoder is not None else None
     channels = cfg.augment.channels
     mean = spec["mean"] if spec else [0.5] * channels
     std = spec["std"] if spec else [0.25] * channels
     recipe = ViewRecipe(cfg.view_configs(), channels, mean, std)
-    sample = ctx.data.train[:8]
-    views = recipe(sample, torch.Generator().manual_seed(0))
+    shown = ctx.data.rows("train")[_spread(len(ctx.data.train), 8)]
+    views = recipe(shown, torch.Generator().manual_seed(0))
+    sample, extras = unpack(shown)
+    # A prepared photo is stored squeezed into a square; it is drawn at its own aspect ratio.
+    aspect = (extras["source_size"][:, 0] / extras["source_size"][:, 1]).tolist() if extras else [1.0] * len(sample)
     fig, axes = plt.subplots(len(views) + 1, len(sample), figsize=(1.3 * len(sample), 1.3 * (len(views) + 1)))
     m, s = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
     rows = [sample.float() / 255] + [(v * s + m).clamp(0, 1) for v in views]
     for r, row in enumerate(rows):
         for c in range(len(sample)):
             img = row[c].permute(1, 2, 0).numpy()
-            axes[r][c].imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+            axes[r][c].imshow(
+                img.squeeze(-1) if img.shape[-1] == 1 else img,
+                cmap="gray",
+                vmin=0,
+                vmax=1,
+                aspect=aspect[c] if r == 0 else "equal",
+            )
             axes[r][c].axis("off")
         axes[r][0].set_title("original" if r == 0 else f"view {r}", fontsize=7, loc="left")
     return ctx.png(fig)
@@ -71,7 +86,7 @@ def _masked_vit(ctx) -> dict:
     if not (wants_recon or wants_attention):
         return out
     if ctx.encoder is None:
-        ctx.skipped.append(f"{name}: no reconstructions or attention maps (no encoder.pt: unfinished run)")
+        ctx.skipped.append(f"{name}: no reconstructions or attention maps (no encoder: unfinished run)")
         return out
     if ctx.data is None:
         return out
@@ -79,7 +94,7 @@ def _masked_vit(ctx) -> dict:
     images, split = (data.test, "test") if data.test is not None else (data.train, "train")
     spec = ctx.encoder.input_spec
     transform = ViewRecipe([ViewConfig(size=spec["size"])], spec["channels"], spec["mean"], spec["std"]).eval_transform
-    x = transform(images[: max(RECONSTRUCTED, ATTENDED)].to(device))
+    x = transform(images[_spread(len(images), max(RECONSTRUCTED, ATTENDED))].to(device))
     mean = torch.tensor(spec["mean"], device=device).view(1, -1, 1, 1)
     std = torch.tensor(spec["std"], device=device).view(1, -1, 1, 1)
 
