@@ -1,0 +1,95 @@
+"""Series from the command line: every series method trains, evaluates, embeds and reports end to end on
+ItalyPowerDemand (slow), and a user's broken files are one-line errors with exit status 2 (fast)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from _series_archives import package_file, require
+
+from selfsup.cli import main
+
+ARGS = {  # each method with the backbone it needs, and narrow heads
+    "ts2vec": [],
+    "tstcc": ["--set", "model.backbone=tstcc-cnn"],
+    "tfc": ["--set", "model.backbone=tstcc-cnn", "--set", "method_args.proj_hidden=32"],
+    "frameproj": ["--set", "model.backbone=resnet1d"],
+    "simclr": ["--set", "method_args.proj_hidden=64"],
+    "byol": ["--set", "method_args.proj_hidden=64", "--set", "method_args.pred_hidden=64"],
+    "vicreg": ["--set", "method_args.proj_hidden=64", "--set", "method_args.proj_dim=64"],
+}
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(capsys, *argv) -> str:
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", list(ARGS))
+def test_every_series_method_end_to_end_from_the_cli(capsys, tmp_path, method):
+    require("aeon")
+    run = tmp_path / method
+    code, out, err = run_cli(capsys, "train", "series-smoke", "--method", method, *ARGS[method], "--out", run)
+    assert code == 0, err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["finished"] and summary["modality"] == "series" and summary["knn_top1"] is not None
+    diagnostics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any(r["event"] == "diagnostics" and "rankme" in r for r in diagnostics)  # RankMe on series runs
+    code, out, err = run_cli(capsys, "eval", run, "--protocol", "knn,linear,lowshot,svm,nn", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    for key in ("svm_top1", "svm_top1_raw", "nn_top1", "nn_top1_raw", "nn_dtw_top1_raw", "lowshot_10pct_top1"):
+        assert 0.0 <= result[key] <= 1.0, key
+    code, _, err = run_cli(
+        capsys, "embed", run, "--data", "ucr:ItalyPowerDemand", "--split", "test", "--out", run / "e.npy"
+    )
+    assert code == 0, err
+    embedding = np.load(run / "e.npy")
+    assert embedding.shape[0] == 1029 and np.isfinite(embedding).all()
+    if method == "ts2vec":
+        code, _, err = run_cli(capsys, "report", run, "--out", run / "report.html")
+        assert code == 0, err
+        page = (run / "report.html").read_text()
+        assert "alt='views'" in page and "alt='map'" in page  # the series drawn as lines, the embedding map
+        err = one_line_error(capsys, "eval", run, "--data", "ucr:BasicMotions")
+        assert "6-channel series but the encoder takes 1 channels" in err
+
+
+def _ts_file(tmp_path, name: str, edit) -> str:
+    require("aeon")
+    text = package_file("aeon", "datasets/data/GunPoint/GunPoint_TRAIN.ts").read_text()
+    path = tmp_path / f"{name}_TRAIN.ts"
+    path.write_text(edit(text))
+    return f"ts:{path}"
+
+
+def test_a_malformed_ts_file_is_a_one_line_error(capsys, tmp_path):
+    spec = _ts_file(tmp_path, "broken", lambda t: t.replace("@data", "@dta", 1))
+    err = one_line_error(capsys, "train", "--method", "ts2vec", "--data", spec, "--epochs", "1")
+    assert "broken_TRAIN.ts" in err
+
+
+def test_a_missing_value_where_the_header_forbids_them_is_a_one_line_error(capsys, tmp_path):
+    spec = _ts_file(tmp_path, "gap", lambda t: t.replace("-0.6478854,", "?,", 1))  # GunPoint: '@missing false'
+    err = one_line_error(capsys, "train", "--method", "ts2vec", "--data", spec, "--epochs", "1")
+    assert "missing value" in err and "@missing false" in err
+
+
+def test_mismatched_train_and_test_channels_are_a_one_line_error(capsys, tmp_path):
+    require("aeon")
+    shutil.copy(package_file("aeon", "datasets/data/GunPoint/GunPoint_TRAIN.ts"), tmp_path / "mixed_TRAIN.ts")
+    shutil.copy(package_file("aeon", "datasets/data/BasicMotions/BasicMotions_TEST.ts"), tmp_path / "mixed_TEST.ts")
+    err = one_line_error(capsys, "train", "--method", "ts2vec", "--data", f"ts:{tmp_path / 'mixed_TRAIN.ts'}")
+    assert "6 channel(s) where the train split" in err
