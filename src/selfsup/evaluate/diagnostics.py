@@ -1,4 +1,5 @@
-"""Health of a representation from a batch of embeddings: rank, spectrum, alignment, uniformity.
+"""Health of a representation from a batch of embeddings: rank, spectrum, alignment, uniformity,
+tolerance.
 
 Pure functions on tensors, cheap enough to run on one batch every few hundred steps:
 
@@ -13,6 +14,11 @@ Pure functions on tensors, cheap enough to run on one batch every few hundred st
   L2-normalised embeddings, ``align = E ||f(x) - f(y)||^alpha`` over positive pairs (alpha = 2) and
   ``uniform = log E exp(-t ||f(x) - f(y)||^2)`` over all pairs of distinct samples (t = 2).
   Lower is better for both; uniformity is at least -4 (t=2) and 0 when everything collapses.
+* :func:`tolerance` of Wang & Liu 2021 ("Understanding the Behaviour of Contrastive Loss", CVPR,
+  arXiv:2012.09740, Sec. 4): with class labels, the mean cosine similarity of pairs of samples of
+  the same class. Higher: the embedding keeps semantically similar samples close. Their
+  uniformity-tolerance dilemma: a lower contrastive temperature makes the embedding more uniform
+  and less tolerant.
 * :func:`normalized_std`: the std over the batch of each dimension of the L2-normalised
   embeddings, averaged over dimensions (the collapse measure of SimSiam, Chen & He 2021, Sec. 4.1):
   about ``1/sqrt(d)`` for embeddings spread over the sphere, 0 when all embeddings coincide.
@@ -117,6 +123,47 @@ def uniformity(z: torch.Tensor, t: float = 2.0, chunk_size: int = 2048) -> float
     return float(torch.logsumexp(torch.stack(parts), 0) - math.log(pairs))
 
 
+def tolerance(z: torch.Tensor, labels: torch.Tensor) -> float:
+    """Tolerance (Wang & Liu 2021, arXiv:2012.09740, Sec. 4, "tolerance to potential positive
+    samples"): ``T = E[ s(x)^T s(y) | l(x) = l(y) ]``, the mean similarity ``s(x)^T s(y)`` of the
+    L2-normalised embeddings ``s`` over pairs of distinct samples ``x != y`` that share a class
+    label ``l``. Between -1 and 1; 1 when every class collapses to a point.
+
+    The paper writes it as an expectation over all pairs weighted by the indicator
+    ``I[l(x) = l(y)]`` and describes it as "the mean similarities of samples belonging to the same
+    class"; this is that mean (the indicator-weighted expectation over all pairs is it times the
+    fraction of pairs that share a class, a constant of the data set: 1/K for K balanced classes).
+    Self-pairs (similarity 1 by construction) are left out.
+
+    Exact in O(N d) without an N x N matrix: for class c with normalised embeddings summing to
+    ``S_c``, the sum over its pairs ``i < j`` of ``s_i . s_j`` is ``(||S_c||^2 - sum_i ||s_i||^2) / 2``.
+    """
+    z = F.normalize(_matrix(z), dim=1)
+    labels = torch.as_tensor(labels, device=z.device).reshape(-1)
+    if len(labels) != len(z):
+        raise ValueError(f"tolerance: {len(labels)} labels for {len(z)} embeddings")
+    if labels.is_floating_point():
+        raise ValueError("tolerance: labels must be integer classes")
+    _, cls = torch.unique(labels, return_inverse=True)
+    k = int(cls.max()) + 1
+    sums = z.new_zeros(k, z.shape[1]).index_add_(0, cls, z)  # S_c
+    sq = z.new_zeros(k).index_add_(0, cls, z.pow(2).sum(1))  # sum_i ||s_i||^2 (1 each, 0 for a zero row)
+    count = torch.bincount(cls, minlength=k).double()
+    pairs = float((count * (count - 1) / 2).sum())
+    if pairs == 0:
+        raise ValueError("tolerance: no two samples share a label")
+    return float(((sums.pow(2).sum(1) - sq) / 2).sum()) / pairs
+
+
+def geometry(z: torch.Tensor, labels: torch.Tensor, max_samples: int = 2048, seed: int = 0) -> dict:
+    """``uniformity`` and ``tolerance`` of the L2-normalised embeddings ``z`` of a labelled split:
+    Wang & Liu's two sides of the temperature's trade-off, side by side. The uniformity, quadratic
+    in the number of samples, is taken on a seeded sample of at most ``max_samples`` rows (exact
+    below that); the tolerance on all of them."""
+    keep = torch.randperm(len(z), generator=torch.Generator().manual_seed(seed))[:max_samples]
+    return {"uniformity": uniformity(z[keep.to(z.device)]), "tolerance": tolerance(z, labels)}
+
+
 def normalized_std(z: torch.Tensor) -> float:
     """Mean over dimensions of the batch std of L2-normalised ``z`` (about 1/sqrt(d) when spread out)."""
     z = F.normalize(_matrix(z), dim=1)
@@ -144,6 +191,7 @@ def diagnose(
     pair_a: torch.Tensor | None = None,
     pair_b: torch.Tensor | None = None,
     spectrum: bool = False,
+    labels: torch.Tensor | None = None,
 ) -> dict:
     """Every diagnostic of one batch, as a flat dict of floats ready for ``metrics.jsonl``.
 
@@ -156,14 +204,18 @@ def diagnose(
       of the two views' uniformities (Wang & Isola's own combination) instead of the backbone's.
     * ``spectrum=True`` adds ``spectrum`` (and ``proj_spectrum``): the normalised covariance
       spectra as lists, for plots; left out by default so that the dict holds floats only.
+    * ``labels`` (N,): class labels of the batch's samples. Gives ``tolerance`` (Wang & Liu 2021) of
+      the backbone features and, with ``projector_features``, ``proj_tolerance`` beside
+      ``proj_uniformity``, both of the projector's output on the same samples (the embedding the
+      contrastive loss sees, where Wang & Liu measure the uniformity-tolerance trade-off).
 
     Everything is computed in float64 on detached copies; no gradient flows.
     """
     with threads_for(encoder_features):
-        return _diagnose(encoder_features, projector_features, pair_a, pair_b, spectrum)
+        return _diagnose(encoder_features, projector_features, pair_a, pair_b, spectrum, labels)
 
 
-def _diagnose(encoder_features, projector_features, pair_a, pair_b, spectrum) -> dict:
+def _diagnose(encoder_features, projector_features, pair_a, pair_b, spectrum, labels=None) -> dict:
     out = _embedding_stats(encoder_features, "")
     out["uniformity"] = uniformity(encoder_features)
     if projector_features is not None:
@@ -173,6 +225,11 @@ def _diagnose(encoder_features, projector_features, pair_a, pair_b, spectrum) ->
     if pair_a is not None:
         out["alignment"] = alignment(pair_a, pair_b)
         out["uniformity"] = (uniformity(pair_a) + uniformity(pair_b)) / 2
+    if labels is not None:
+        out["tolerance"] = tolerance(encoder_features, labels)
+        if projector_features is not None:
+            out["proj_uniformity"] = uniformity(projector_features)
+            out["proj_tolerance"] = tolerance(projector_features, labels)
     if spectrum:
         out["spectrum"] = covariance_spectrum(encoder_features)
         if projector_features is not None:

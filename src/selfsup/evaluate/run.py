@@ -52,6 +52,7 @@ class RunInputs:
     encoder: torch.nn.Module
     modality: Any
     device: torch.device
+    run_dir: Path | None = None  # the run folder (the layers protocol rebuilds the method from its checkpoint)
 
 
 def evaluate_run(
@@ -132,7 +133,14 @@ def evaluate_run(
         "finetune": finetune_args,
     }
     ctx = EvalContext(
-        feats, baseline, labels, dataset.num_classes, seed, cfg, settings, RunInputs(dataset, encoder, modality, device)
+        feats,
+        baseline,
+        labels,
+        dataset.num_classes,
+        seed,
+        cfg,
+        settings,
+        RunInputs(dataset, encoder, modality, device, run.path),
     )
 
     result: dict = {

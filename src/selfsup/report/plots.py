@@ -1,5 +1,10 @@
 """The report's figures that do not depend on the kind of data: training curves, the health
-diagnostics, a 2-D map of test embeddings and the kNN confusion matrix."""
+diagnostics, a 2-D map of test embeddings and the kNN confusion matrix.
+
+The map and the confusion matrix encode a bounded, seeded sample of each split (:func:`sample`),
+drawn across the whole split: a folder's files are in class order, so its first images would show
+the first classes only. A split of any size (a memory-mapped store) costs the same.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,15 @@ import torch
 
 MAP_POINTS = 2000  # test embeddings in the 2-D map
 CONFUSION_MEMORY = 20000  # training samples used as the kNN memory of the confusion matrix
+CONFUSION_QUERIES = 10000  # test samples it classifies
+
+
+def sample(n: int, k: int) -> torch.Tensor:
+    """``min(n, k)`` indices of ``range(n)`` drawn with a fixed seed, in increasing order (all of them, in
+    order, when ``n <= k``)."""
+    if n <= k:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(0))[:k].sort().values
 
 
 def png(fig) -> str:
@@ -99,9 +113,10 @@ def diagnostics(runs: list, plt) -> tuple[str | None, str | None]:
 def embedding_map(ctx) -> str | None:
     """t-SNE (PCA without scikit-learn) of a run's test embeddings, coloured by label."""
     data, _encoder, plt = ctx.data, ctx.encoder, ctx.plt
-    n_test = min(MAP_POINTS, len(data.test))
-    test_f = ctx.features(data.test[:n_test])
-    labels = data.test_labels[:n_test].numpy()
+    shown = sample(len(data.test), MAP_POINTS)
+    n_test = len(shown)
+    test_f = ctx.features(data.test, shown)
+    labels = data.test_labels[shown].numpy()
     try:
         from sklearn.manifold import TSNE
 
@@ -128,20 +143,21 @@ def confusion(ctx) -> str:
     from ..evaluate.knn import knn_predict
 
     data, cfg, plt = ctx.data, ctx.cfg, ctx.plt
-    n_mem = min(CONFUSION_MEMORY, len(data.train))
-    train_f = ctx.features(data.train[:n_mem])
-    all_test = ctx.features(data.test)
+    memory, queries = sample(len(data.train), CONFUSION_MEMORY), sample(len(data.test), CONFUSION_QUERIES)
+    n_mem = len(memory)
+    train_f = ctx.features(data.train, memory)
+    test_labels = data.test_labels[queries]
     pred = knn_predict(
         train_f,
-        data.train_labels[:n_mem].to(train_f.device),
-        all_test,
+        data.train_labels[memory].to(train_f.device),
+        ctx.features(data.test, queries),
         k=cfg.eval.knn_k,
         temperature=cfg.eval.knn_t,
         num_classes=data.num_classes,
     ).cpu()
     k = data.num_classes
     matrix = torch.zeros(k, k, dtype=torch.long)
-    matrix.index_put_((data.test_labels, pred), torch.ones_like(pred), accumulate=True)
+    matrix.index_put_((test_labels, pred), torch.ones_like(pred), accumulate=True)
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.imshow(matrix / matrix.sum(1, keepdim=True).clamp(min=1), cmap="Blues", vmin=0, vmax=1)
     names = data.classes or [str(i) for i in range(k)]
@@ -151,9 +167,11 @@ def confusion(ctx) -> str:
         for j in range(k):
             if matrix[i, j]:
                 ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=6)
-    accuracy = (pred == data.test_labels).float().mean().item()
+    accuracy = (pred == test_labels).float().mean().item()
     ax.set_title(
-        f"kNN (k={cfg.eval.knn_k}) confusion, memory {n_mem} training samples: top-1 {accuracy:.4f}", fontsize=8
+        f"kNN (k={cfg.eval.knn_k}) confusion, memory {n_mem} training samples, {len(queries)} test samples: "
+        f"top-1 {accuracy:.4f}",
+        fontsize=8,
     )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")

@@ -76,7 +76,9 @@ def evaluate_knn(s, encoder: torch.nn.Module | None = None) -> float | None:
 
 
 def raw_knn(s) -> float | None:
-    """The same kNN on the modality's raw-input features: the floor a representation must beat."""
+    """The same kNN on the modality's raw-input features: the floor a representation must beat.
+    The features are computed chunk by chunk and are bounded per sample (images: at most 32 x 32
+    pixels a channel), so a memory-mapped split is streamed, never read in whole."""
     d, e = s.data, s.cfg.eval
     if d.task != "classification" or d.test is None or d.test_labels is None:
         return None
@@ -86,18 +88,34 @@ def raw_knn(s) -> float | None:
     )
 
 
-def probe_batch(s) -> torch.Tensor:
-    """The fixed samples the diagnostics look at every time: a seeded sample of the training split."""
+def probe_batch(s):
+    """The fixed samples the diagnostics look at every time: a seeded sample of the training split,
+    with their extras when it has any (as :class:`~selfsup.data.base.Rows`), on the training device.
+    Only those rows are read: a memory-mapped split stays on disk."""
     n = min(s.cfg.eval.probe_size, len(s.data.train))
     keep = torch.randperm(len(s.data.train), generator=torch.Generator().manual_seed(s.cfg.seed))[:n]
-    return s.data.train[keep].to(s.device)
+    return s.data.rows("train")[keep].to(s.device)
+
+
+def probe_labels(s) -> torch.Tensor | None:
+    """The class labels of :func:`probe_batch`'s samples (the same seeded rows of the training
+    split), on the training device; None when the data has no class labels."""
+    d = s.data
+    if d.task != "classification" or d.train_labels is None:
+        return None
+    n = min(s.cfg.eval.probe_size, len(d.train))
+    keep = torch.randperm(len(d.train), generator=torch.Generator().manual_seed(s.cfg.seed))[:n]
+    return d.train_labels[keep].to(s.device)
 
 
 @torch.no_grad()
-def diagnose_model(s, probe: torch.Tensor) -> tuple[dict, list[str]]:
+def diagnose_model(s, probe: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[dict, list[str]]:
     """Collapse diagnostics (RankMe, spectrum, alignment/uniformity, normalised std) of the backbone
-    and the projector on the probe batch, in eval mode, and the alarm's reasons (empty if healthy)."""
+    and the projector on the probe batch, in eval mode, and the alarm's reasons (empty if healthy).
+    With class labels, also the tolerance (Wang & Liu 2021) beside the uniformity: ``labels`` are
+    the probe samples' labels, by default :func:`probe_labels` (``probe`` is :func:`probe_batch`)."""
     method, cfg = s.method, s.cfg.eval
+    labels = probe_labels(s) if labels is None else labels
     was_training = method.training
     method.eval()
     try:
@@ -119,6 +137,7 @@ def diagnose_model(s, probe: torch.Tensor) -> tuple[dict, list[str]]:
         None if projection is None else projection.float(),
         *[None if p is None else p.float() for p in pair],
         spectrum=True,
+        labels=labels,
     )
     reasons = collapse_alarm(diag, cfg.min_rank_fraction, cfg.min_std_ratio)
     diag["thresholds"] = {
