@@ -19,9 +19,13 @@ COMMANDS = {
     "eval": "evaluate a run's encoder (kNN, linear, low-shot, clustering)",
     "embed": "write a run's embeddings of a dataset to a .npy file",
     "report": "write report.html about one or more runs",
-    "data": "list the data sources and where each was found",
+    "data": "list the data sources and where each was found; `data prepare` prepares one (a photo folder)",
     "methods": "list the methods and their papers",
     "recipes": "list the shipped recipes",
+    "export": "write a run's encoder as ONNX, TorchScript or safetensors, checked against the torch encoder",
+    "neighbors": "the nearest training items of test items or files (CSV)",
+    "duplicates": "near-duplicate pairs of a dataset's items by embedding similarity (CSV)",
+    "select": "a diverse subset of a dataset by greedy k-center on the embeddings (CSV)",
 }
 
 
@@ -66,16 +70,16 @@ def _parser() -> argparse.ArgumentParser:
         help="override any config key, e.g. --set optim.lr=0.5 (repeatable)",
     )
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
-
-    ev = sub.add_parser("eval", help=COMMANDS["eval"], prog="selfsup eval")
-    ev.add_argument("run_dir")
-    ev.add_argument("--data", help="evaluate on another labelled dataset (default: the run's)")
     train.add_argument(
         "--init-from",
         metavar="RUN_DIR",
         help="start from a finished run's weights (encoder, heads, teacher) on this config's data: continual "
         "pretraining (see optim.schedule=infinite)",
     )
+
+    ev = sub.add_parser("eval", help=COMMANDS["eval"], prog="selfsup eval")
+    ev.add_argument("run_dir")
+    ev.add_argument("--data", help="evaluate on another labelled dataset (default: the run's)")
     ev.add_argument("--data-dir")
     ev.add_argument("--device", default="auto")
     ev.add_argument(
@@ -128,13 +132,144 @@ def _parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help=COMMANDS["data"], prog="selfsup data")
     data.add_argument("--data-dir")
+    data_sub = data.add_subparsers(dest="data_command", parser_class=_Parser)
+    prep = data_sub.add_parser(
+        "prepare",
+        prog="selfsup data prepare",
+        help="prepare a source once (a folder of images: decode it in parallel into its memory-mapped store)",
+    )
+    prep.add_argument("spec", metavar="DATA", help="a data source, e.g. folder:PATH")
+    prep.add_argument(
+        "--size",
+        type=int,
+        help="storage size S in pixels (default 48, for the default 32-px views; for views of V px training "
+        "uses 1.5 V rounded up to a multiple of 8: 96 for 64, 336 for 224)",
+    )
+    prep.add_argument("--workers", type=int, help="decoding processes (default: every usable CPU)")
+    prep.add_argument("--skip-bad", action="store_true", help="leave unreadable images out (named and counted)")
+    prep.add_argument(
+        "--store", help="write the store here (default under ~/.cache/selfsup/stores); train with data.options.store"
+    )
+    prep.add_argument("--data-dir", help="where a named dataset's files are")
     sub.add_parser("methods", help=COMMANDS["methods"], prog="selfsup methods")
     sub.add_parser("recipes", help=COMMANDS["recipes"], prog="selfsup recipes")
+    _encoder_parsers(sub)
     return p
+
+
+# ------------------------------------------------------------- the encoder elsewhere: export, neighbors, ...
+
+
+def _encoder_parsers(sub) -> None:
+    ex = sub.add_parser("export", help=COMMANDS["export"], prog="selfsup export")
+    ex.add_argument("run_dir")
+    ex.add_argument("--format", required=True, choices=["onnx", "torchscript", "safetensors"])
+    ex.add_argument("--out", help="output file (default RUN_DIR/export/encoder.onnx, .torchscript.pt, .safetensors)")
+    ex.add_argument("--data", help="check on this data's training split (default: the run's data)")
+    ex.add_argument("--data-dir")
+
+    nb = sub.add_parser("neighbors", help=COMMANDS["neighbors"], prog="selfsup neighbors")
+    nb.add_argument("run_dir")
+    nb.add_argument("--data", required=True, help="the data whose training split is searched (and queried)")
+    nb.add_argument("--data-dir")
+    nb.add_argument("--split", default="test", choices=["train", "test"], help="the split queries come from")
+    nb.add_argument("--k", type=int, default=10, help="neighbours per query (default 10)")
+    nb.add_argument(
+        "--query",
+        nargs="+",
+        metavar="ITEM",
+        help="item indices of the split (3, 10-12, comma-separated) or image files and folders (default: every item)",
+    )
+    nb.add_argument("--out", help="output CSV (default RUN_DIR/neighbors.csv)")
+    nb.add_argument("--device", default="auto")
+
+    dup = sub.add_parser("duplicates", help=COMMANDS["duplicates"], prog="selfsup duplicates")
+    dup.add_argument("run_dir")
+    dup.add_argument("--data", required=True)
+    dup.add_argument("--data-dir")
+    dup.add_argument(
+        "--threshold", type=float, required=True, help="cosine similarity at or above which a pair is kept"
+    )
+    dup.add_argument(
+        "--split", default="train", choices=["train", "test", "all"], help="all: train and test together (leaks)"
+    )
+    dup.add_argument("--max-pairs", type=int, default=1_000_000, help="keep at most this many, the most similar")
+    dup.add_argument("--out", help="output CSV (default RUN_DIR/duplicates.csv)")
+    dup.add_argument("--device", default="auto")
+
+    sel = sub.add_parser("select", help=COMMANDS["select"], prog="selfsup select")
+    sel.add_argument("run_dir")
+    sel.add_argument("--data", required=True)
+    sel.add_argument("--data-dir")
+    sel.add_argument("--n", type=int, required=True, help="how many items to select")
+    sel.add_argument("--split", default="train", choices=["train", "test"])
+    sel.add_argument("--seed", type=int, default=0, help="picks the first item")
+    sel.add_argument("--out", help="output CSV (default RUN_DIR/selection.csv)")
+    sel.add_argument("--device", default="auto")
+
+
+def _cmd_export(args) -> int:
+    from .export import ExportError, export_run
+
+    try:
+        done = export_run(args.run_dir, args.format, out=args.out, data=args.data, data_dir=args.data_dir)
+    except ExportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    check = "bit-identical" if done.max_diff == 0 else f"max |difference| {done.max_diff:.3g}"
+    print(f"wrote {done.path} ({done.format}, {done.exporter}; dynamic batch; input normalised outside, see metadata)")
+    print(
+        f"checked on the run's probe batch ({done.samples} samples): {check} against the torch encoder, "
+        f"tolerance {done.tolerance:.3g}"
+    )
+    return 0
+
+
+def _cmd_neighbors(args) -> int:
+    from pathlib import Path
+
+    from .embeddings import neighbors_csv
+
+    out = args.out or Path(args.run_dir) / "neighbors.csv"
+    done = neighbors_csv(args.run_dir, args.data, out, args.split, args.k, args.query, args.data_dir, args.device)
+    n, k, memory = done["queries"], done["k"], done["memory"]
+    print(f"wrote {done['path']}: the {k} nearest of {memory} training items for each of {n} queries")
+    return 0
+
+
+def _cmd_duplicates(args) -> int:
+    from pathlib import Path
+
+    from .embeddings import duplicates_csv
+
+    out = args.out or Path(args.run_dir) / "duplicates.csv"
+    done = duplicates_csv(
+        args.run_dir, args.data, out, args.threshold, args.split, args.data_dir, args.device, max_pairs=args.max_pairs
+    )
+    more = f" (the {done['pairs']} most similar; more were found: raise --threshold)" if done["truncated"] else ""
+    print(
+        f"wrote {done['path']}: {done['pairs']} pairs of {done['items']} items at similarity >= {args.threshold}{more}"
+    )
+    return 0
+
+
+def _cmd_select(args) -> int:
+    from pathlib import Path
+
+    from .embeddings import select_csv
+
+    out = args.out or Path(args.run_dir) / "selection.csv"
+    done = select_csv(args.run_dir, args.data, out, args.n, args.split, args.seed, args.data_dir, args.device)
+    print(
+        f"wrote {done['path']}: {done['selected']} of {done['items']} items (greedy k-center); every item lies within "
+        f"{done['radius']:.4f} of a selected one (Euclidean, normalised embeddings)"
+    )
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     err = Console(stderr=True, highlight=False)
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -145,13 +280,16 @@ def main(argv: list[str] | None = None) -> int:
         args, extra = parser.parse_known_args(argv)
         if extra:
             commands = parser._subparsers._group_actions[0].choices
-            raise (commands[args.command] if args.command else parser).unknown_options(extra)
+            command = commands[args.command] if args.command else parser
+            if getattr(args, "data_command", None):
+                command = command._subparsers._group_actions[0].choices[args.data_command]
+            raise command.unknown_options(extra)
         if args.command is None:
             _parser().print_help()
             return 2
         return globals()[f"_cmd_{args.command}"](args) or 0
     except UsageError as e:
-        err.print(f"[red]error{_rank_tag()}:[/] {e}", soft_wrap=True)
+        err.print(f"[red]error{_rank_tag()}:[/] {escape(str(e))}", soft_wrap=True)  # "selfsup[export]" is text
         return 2
     except TrainingError as e:
         err.print(f"[red]training stopped{_rank_tag()}:[/] {e}", soft_wrap=True)
@@ -239,6 +377,7 @@ def _cmd_train(args) -> int:
             epochs=args.epochs,
             batch_size=args.batch_size,
             device=args.device,
+            init_from=args.init_from,
         )
         summary = _train_with_progress(cfg, out=args.out)
     if _rank_tag() and os.environ.get("RANK", "0") != "0":
@@ -311,9 +450,34 @@ def _cmd_report(args) -> int:
 def _cmd_data(args) -> int:
     from .data.sources import describe_sources
 
+    if args.data_command == "prepare":
+        return _cmd_data_prepare(args)
     for source in describe_sources(args.data_dir):
         state = "available" if source["available"] else "not found"
         print(f"{source['name']:<15} {state:<10} {source['location']}  {source.get('note', '')}".rstrip())
+    return 0
+
+
+def _cmd_data_prepare(args) -> int:
+    """Load the source once with its options: a folder is prepared into its store (or found ready)."""
+    import time
+
+    from .data.sources import load_dataset
+
+    given = {"size": args.size, "workers": args.workers, "store": args.store}
+    start = time.perf_counter()
+    data = load_dataset(
+        args.spec,
+        data_dir=args.data_dir,
+        skip_bad=args.skip_bad,
+        options={k: v for k, v in given.items() if v is not None},
+    )
+    parts = [f"{data!r} ready in {time.perf_counter() - start:.1f} s"]
+    if data.skipped:
+        parts.append(f"{data.skipped} unreadable images left out")
+    if "store" in data.meta:
+        parts.append(f"store {data.meta['store']} ({data.meta['storage_size']} px)")
+    print("; ".join(parts))
     return 0
 
 
@@ -342,4 +506,3 @@ def _stamp(prefix: str) -> str:
 
 if __name__ == "__main__":
     sys.exit(main())
-            init_from=args.init_from,

@@ -28,6 +28,7 @@ import yaml
 from .backbones import FAMILIES, family_of
 from .coerce import coerce_fields, coerce_value
 from .errors import UsageError, unknown
+from .loggers import check_loggers
 from .methods import METHODS, check_fits
 from .modalities import Modality, modality_of
 from .optim import check_optim
@@ -38,10 +39,11 @@ class DataConfig:
     name: str = "digits"  # a source: digits | fashion-mnist | folder:PATH | ... (`selfsup data`)
     data_dir: str | None = None
     skip_bad: bool = False  # folder: skip unreadable images instead of stopping
-    placement: str = "auto"  # auto | device | host: where the training split lives
+    placement: str = "auto"  # auto | device | host: where the training split lives (selfsup.data.loader)
     subset: int = 0  # train on a fixed random subset of this many samples (0: all)
     target: str | None = None  # the label column of a table, for evaluation only
-    options: dict = field(default_factory=dict)  # the source's own settings (e.g. a table's column types)
+    # the source's own settings: a table's column types; a folder's store (size, workers, store)
+    options: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -101,16 +103,18 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32 | fp64 (numerical checks)
     channels_last: str = "auto"  # auto (on CUDA) | true | false
     compile: bool = False
+    cuda_graph: bool = False  # capture the whole step as one CUDA graph (selfsup.training.graph); eager on a CPU
     cudnn_benchmark: bool = True  # CUDA: let cuDNN time its convolution algorithms for the fixed step shapes
     log_every: int = 50  # steps between logged metrics (one host sync each)
     checkpoint_every: int = 10  # epochs between checkpoints (and always at the end)
     checkpoint_minutes: float = 0.0  # > 0: also a checkpoint every this many minutes, mid-epoch if need be
     knn_every: int = 0  # epochs between online kNN evaluations (0: only at the end)
     stop_after: int = 0  # stop this invocation after N epochs; continue with --resume
+    init_from: str | None = None  # a finished run whose weights start this one (continual pretraining)
     threads: int = 0  # CPU threads for torch (0: torch's default)
     sync_bn: str = "auto"  # several processes: BatchNorm over the global batch (auto: as the paper)
-    init_from: str | None = None  # a finished run whose weights start this one (continual pretraining)
     dist_timeout: float = 600.0  # seconds before a collective waiting on a lost process fails
+    loggers: list = field(default_factory=lambda: ["jsonl"])  # jsonl (always) | csv | tensorboard | mlflow
 
 
 @dataclass
@@ -253,7 +257,11 @@ def _resolve_model(tree: Any, modality: Modality, legacy: bool = False) -> Model
     if name == "auto":
         name = modality.default_backbone
     family = family_of(name)
-    if modality.name not in family.modalities:
+    if family.prefix:  # module:package.path:factory, the user's own backbone: importable, for any modality
+        from .backbones.custom import resolve_factory
+
+        resolve_factory(name)
+    elif modality.name not in family.modalities:
         fitting = [n for f in FAMILIES.values() if modality.name in f.modalities for n in f.members]
         raise UsageError(
             f"backbone {name} takes {', '.join(family.modalities)} data, not {modality.name}; "
@@ -381,6 +389,7 @@ def _check_ranges(cfg: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise UsageError(message)
+    check_loggers(cfg.train.loggers)
     check_optim(cfg.optim.name, cfg.optim.lars_trust, cfg.optim.clip_grad_mode)
 
 

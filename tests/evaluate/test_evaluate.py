@@ -322,7 +322,7 @@ def test_eval_of_a_run_without_encoder_is_a_one_line_error(run_dir, tmp_path, ca
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.yaml").write_text((run_dir / "config.yaml").read_text())
     code, _, err = run_cli(capsys, "eval", tmp_path / "run", "--protocol", "linear")
-    assert code == 2 and "encoder.pt is missing" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "encoder.json is missing" in err and len(err.strip().splitlines()) == 1
 
 
 def test_eval_on_unlabelled_or_mismatched_data_is_a_one_line_error(run_dir, tmp_path, capsys):

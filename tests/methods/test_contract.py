@@ -57,6 +57,54 @@ def _image_case(cls):
     return backbone, args, views
 
 
+def _table_case(cls):
+    """A backbone and one step's views for a table method: the first rows of scikit-learn's wine
+    table (bundled with scikit-learn, always there), a small MLP, or a small FT-Transformer with a
+    [REG] token for T-JEPA."""
+    from selfsup.modalities.table import MODALITY, sources
+
+    data = sources.load_named("wine").to_dataset()
+    spec = MODALITY.input_spec(data)
+    if cls.name == "tjepa":
+        options = {"d_token": 16, "depth": 1, "heads": 2, "n_reg": 1, "cls_token": False, "pool": "flatten"}
+        backbone = build_backbone("ft-transformer", spec, options)
+    else:
+        backbone = build_backbone("mlp", spec, {"hidden": 32, "depth": 2})
+    args = _args(cls)
+    maker = MODALITY.views(MODALITY.default_views(cls.view_plan(args), None), spec, data)
+    return backbone, args, maker(data.train[:B], torch.Generator().manual_seed(0))
+
+
+# The series backbone each method is checked with: small, and of the kind the method needs.
+SERIES_BACKBONES = {
+    "tstcc": ("tstcc-cnn", {"out_channels": 16, "pool": "mean"}),
+    "tfc": ("tstcc-cnn", {"out_channels": 16, "pool": "mean"}),
+    "frameproj": ("resnet1d", {"widths": [8, 16, 128]}),
+}
+
+
+def _series_case(cls):
+    """A backbone and one step's views for a series method: the first 64 steps of 8 GunPoint series
+    (the real archive, from the aeon wheel), the method's own views from the series modality."""
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("aeon") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("aeon is not installed: pip install --no-deps aeon==1.6.0 (docs/data/series.md)")
+        pytest.skip("aeon (the GunPoint archive) is not installed")
+    from selfsup.modalities.series.sources import load_ucr
+
+    x = load_ucr("GunPoint").train[:B, :, :64]
+    spec = {"channels": 1, "length": 64, "equal_length": True, "min_length": 64}
+    name, options = SERIES_BACKBONES.get(cls.name, ("ts2vec-encoder", {"output_dim": 32, "hidden": 16, "depth": 2}))
+    backbone = build_backbone(name, spec, options)
+    args = _args(cls)
+    modality = MODALITIES["series"]
+    views = modality.views(modality.default_views(cls.view_plan(args), None), spec)(x, torch.Generator().manual_seed(0))
+    return backbone, args, views
+
+
 # (new _<modality>_case builders go above this line)
 CASES = [
     (name, modality) for name, cls in METHODS.items() for modality in MODALITIES if fits(cls, MODALITIES[modality])

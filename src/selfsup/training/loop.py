@@ -31,14 +31,18 @@ import torch
 
 from .. import distributed
 from ..config import Config, TrainConfig, dump_config, load_run_config
+from ..data.base import unpack
 from ..device import synchronize, versions
 from ..errors import Interrupted, TrainingError, UsageError
-from ..optim import infinite_lr_at, lr_at, set_lr, set_weight_decay, wd_at
+from ..methods.base import Method
+from ..optim import set_lr, set_weight_decay
 from ..runs import RunFolder, default_run_name
 from . import checkpoint
 from .build import Setup, build
 from .export import export_encoder
+from .graph import StaticStep
 from .monitor import diagnose_model, evaluate_knn, probe_batch, raw_knn
+from .schedules import learning_rate, weight_decay
 from .step import train_step
 
 
@@ -126,18 +130,20 @@ def _train(ctx: distributed.Context, cfg, out, resume, reporter, backbone) -> di
     s = build(cfg, backbone=backbone)
     if ctx.main:
         run.create()
+        run.attach_loggers(cfg)  # train.loggers: every record of run.log also goes to them (selfsup.loggers)
         if ckpt is None:
             run.config.write_text(dump_config(cfg))
     generator = torch.Generator(s.device).manual_seed(cfg.seed)
     pos = Position()
-    if ckpt is not None:
     if ckpt is None and cfg.train.init_from:
         taken = checkpoint.initialise_from(s, RunFolder(cfg.train.init_from))
         run.log("init_from", run_dir=cfg.train.init_from, **taken)
+    if ckpt is not None:
         checkpoint.restore(s, ckpt, generator)
         pos = Position(ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"])
         run.log("resume", epoch=pos.epoch, step=pos.global_step, world_size=ctx.world_size)
         del ckpt
+    _set_batch_groups(s, run)
     tc = cfg.train
     summary_base = {
         "method": cfg.method,
@@ -155,9 +161,10 @@ def _train(ctx: distributed.Context, cfg, out, resume, reporter, backbone) -> di
     reporter.start(run.path, s, pos.epoch, pos.global_step)
     stop_epoch = min(tc.epochs, pos.epoch + tc.stop_after) if tc.stop_after else tc.epochs
 
+    static = StaticStep(s, generator) if cfg.train.cuda_graph else None  # after restore: binds the optimiser
     with _stop_on_signal() as stop:
         while pos.epoch < stop_epoch:
-            record = run_epoch(s, run, reporter, generator, pos, clock, stop, summary_base)
+            record = run_epoch(s, run, reporter, generator, pos, clock, stop, summary_base, static)
             collapsed = _after_epoch(s, run, reporter, pos, record, probe)
             due = pos.epoch % tc.checkpoint_every == 0 or pos.epoch == stop_epoch or _timer_due(clock, tc, ctx)
             if due or (collapsed and cfg.eval.stop_on_collapse):
@@ -175,6 +182,8 @@ def _train(ctx: distributed.Context, cfg, out, resume, reporter, backbone) -> di
                     f"the representation collapsed at epoch {pos.epoch} ({'; '.join(collapsed)}); "
                     f"stopped as eval.stop_on_collapse asks, checkpoint kept in {run.checkpoint}"
                 )
+    if static is not None:  # whether the step ran as a replayed graph or eagerly (no CUDA)
+        summary_base["cuda_graph"] = "captured" if static.captured else "eager"
     return _finish(s, run, reporter, pos, clock, summary_base)
 
 
@@ -187,11 +196,12 @@ def run_epoch(
     clock: Clock,
     stop: threading.Event,
     summary_base: dict,
+    static: StaticStep | None = None,
 ) -> dict:
     """Train epoch ``pos.epoch`` from step ``pos.step_in_epoch`` on; returns the epoch's record.
-    On a stop signal: a checkpoint at the current step, then :class:`Interrupted`."""
-    cfg, tc = s.cfg, s.cfg.train
-    wd_schedule = cfg.optim.final_weight_decay >= 0
+    On a stop signal: a checkpoint at the current step, then :class:`Interrupted`. ``static``: the
+    captured form of the step (``train.cuda_graph``), which sets its own schedules on the device."""
+    tc = s.cfg.train
     s.method.train()
     epoch_loss = torch.zeros((), device=s.device)
     window_loss = torch.zeros((), device=s.device)
@@ -199,14 +209,17 @@ def run_epoch(
     epoch_start, steps_done = time.perf_counter(), 0
     batches = s.loader.batches(pos.epoch, pos.step_in_epoch, with_indices=True)
     for i, (idx, batch) in enumerate(batches, start=pos.step_in_epoch):
-        lr = learning_rate(s, pos.global_step)
-        set_lr(s.optimizer, lr, s.peak_lr)
-        if wd_schedule:
-            wd = wd_at(pos.global_step, s.total_steps, cfg.optim.weight_decay, cfg.optim.final_weight_decay)
-            set_weight_decay(s.optimizer, wd)
-        out = train_step(s, batch, generator, pos.global_step)
-        pos.global_step += 1
-        extra = s.method.after_step(pos.global_step, s.total_steps)
+        lr, wd = learning_rate(s, pos.global_step), weight_decay(s, pos.global_step)
+        if static is not None:
+            out, extra = static(batch, pos.global_step)
+            pos.global_step += 1
+        else:
+            set_lr(s.optimizer, lr, s.peak_lr)
+            if wd is not None:
+                set_weight_decay(s.optimizer, wd)
+            out = train_step(s, batch, generator, pos.global_step)
+            pos.global_step += 1
+            extra = s.method.after_step(pos.global_step, s.total_steps)
         if s.online is not None:
             s.online.step(idx, out.get("features"))
         loss = out["loss"].detach().float()
@@ -222,7 +235,7 @@ def run_epoch(
             ips = window_steps * tc.batch_size / elapsed
             _check_finite(mean, run, pos.epoch, pos.global_step)
             scalars = {k: _scalar(v) for k, v in out.items() if k not in ("loss", "features")}
-            if wd_schedule:
+            if wd is not None:
                 scalars["weight_decay"] = wd  # of this step, as lr
             run.log(
                 "step",
@@ -331,7 +344,24 @@ def _finish(s: Setup, run, reporter, pos: Position, clock: Clock, summary_base: 
         **summary, knn_top1=knn, knn_top1_raw=raw, raw_name=s.modality.raw_name, finished=True, run_dir=str(run.path)
     )
     reporter.finish(summary)
+    run.close_loggers(s)  # with the run's parts: TensorBoard adds the probe batch's embedding projector
     return summary
+
+
+def _set_batch_groups(s: Setup, run: RunFolder) -> None:
+    """The groups a method keeps apart within a batch (G-SimCLR's pseudo labels): made once by the
+    main process (or taken from the restored checkpoint) and given to every process's loader."""
+    if type(s.method).batch_groups is Method.batch_groups:
+        return
+    groups = None
+    if s.ctx.main:
+        train, _ = unpack(s.data.train)
+        groups = s.method.batch_groups(train, s.cfg.train.batch_size * s.ctx.world_size, s.cfg.seed, s.device)
+    if s.ctx.distributed:
+        groups = distributed.broadcast_object(groups)
+    s.loader.set_groups(groups)
+    if groups is not None:
+        run.log("batch_groups", groups=int(groups.unique().numel()), samples=len(groups))
 
 
 @contextlib.contextmanager
@@ -360,24 +390,6 @@ def _stopping(stop: threading.Event, ctx: distributed.Context, at_log: bool) -> 
         return False
     flag = torch.tensor(float(stop.is_set()))
     return bool(distributed.all_reduce_(flag, "max"))
-
-
-def learning_rate(s: Setup, step: int) -> float:
-    """The schedule's learning rate for optimiser step ``step`` (0-based): ``optim.schedule``."""
-    o = s.cfg.optim
-    if o.schedule == "infinite":
-        spe = s.loader.steps_per_epoch
-        return infinite_lr_at(
-            step,
-            s.total_steps,
-            s.warmup_steps,
-            s.peak_lr,
-            round(o.cooldown_epochs * spe),
-            o.constant_lr_ratio,
-            round(o.anneal_epochs * spe),
-            o.final_lr_ratio,
-        )
-    return lr_at(step, s.total_steps, s.warmup_steps, s.peak_lr, o.final_lr_ratio)
 
 
 def _timer_due(clock: Clock, tc, ctx: distributed.Context, at_log: bool = True) -> bool:
