@@ -1,5 +1,6 @@
 """Worker for tests/test_distributed.py: under torchrun, train every method for one short epoch on
-digits with 2 processes (DDP, gloo), so a method that breaks under DDP (an unused parameter, a
+small real data of its modality (digits; breast-cancer for table methods; GunPoint for series
+methods) with 2 processes (DDP, gloo), so a method that breaks under DDP (an unused parameter, a
 gather of mismatched shapes, parameters that drift apart between ranks, which the loop checks
 before every checkpoint) fails the job.
 
@@ -13,8 +14,11 @@ from pathlib import Path
 import torch
 
 import selfsup
-from selfsup.config import build_config
+from selfsup.config import build_config, recipe_names
 from selfsup.methods import METHODS
+
+
+SMALL_DATA = ("digits", "breast-cancer", "ucr")  # each modality's smallest shipped recipe data
 
 
 def main() -> None:
@@ -22,7 +26,9 @@ def main() -> None:
     methods = sys.argv[2:] or list(METHODS)
     torch.set_num_threads(1)
     for method in methods:
-        recipe = "dino-vit-digits" if method == "dino-vit" else f"{method}-digits"
+        shipped = set(recipe_names())
+        candidates = ["dino-vit-digits"] if method == "dino-vit" else [f"{method}-{d}" for d in SMALL_DATA]
+        recipe = next(r for r in candidates if r in shipped)
         cfg = build_config(
             recipe, ["data.subset=64", "train.batch_size=32", "train.log_every=1", "eval.diagnose_every=0"], epochs=1
         )

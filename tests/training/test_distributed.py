@@ -227,7 +227,7 @@ def test_every_method_trains_under_ddp_with_identical_ranks(tmp_path):
     from selfsup.methods import METHODS
 
     worker = Path(__file__).with_name("_dist_all_methods.py")
-    proc = _torchrun(2, str(worker), str(tmp_path), *METHODS, "dino-vit", timeout=900)
+    proc = _torchrun(2, str(worker), str(tmp_path), *METHODS, "dino-vit", timeout=1800)
     done = [json.loads(line)["method"] for line in proc.stdout.splitlines() if line.startswith("{")]
     assert sorted(set(done)) == sorted([*METHODS, "dino-vit"])
     for method in [*METHODS, "dino-vit"]:
