@@ -357,6 +357,12 @@ def build_config(recipe: str | None = None, sets: list[str] = (), **flags: Any) 
         if name not in placements:
             raise AssertionError(f"unknown flag {name}")
         _set_path(tree, list(placements[name]), value, f"--{name.replace('_', '-')}")
+    options = tree["data"].get("options")
+    explicit_epochs = "epochs" in flags or ["train", "epochs"] in [p for p, _ in parsed]
+    if explicit_epochs and isinstance(options, dict) and options.get("iterations"):
+        # A series recipe counts its budget in steps (data.options.iterations, TS2Vec's rule); epochs
+        # the user asks for by name win over it.
+        options["iterations"] = 0
     cfg = _config_from_tree(tree)
     _resolve_method(cfg)
     _check_ranges(cfg)

@@ -102,3 +102,11 @@ def test_iterations_and_batch_follow_the_data():
         build_config("ts2vec-ucr", sets=["data.options.iterations=-5"])
     with pytest.raises(UsageError, match="unknown data.options key 'iteration'"):
         load_dataset("ucr:GunPoint", options={"iteration": 3})
+
+
+def test_epochs_asked_for_by_name_win_over_the_recipes_step_budget():
+    from selfsup.config import build_config
+
+    assert build_config("ts2vec-ucr").data.options["iterations"] == -1  # TS2Vec's rule: epochs from the data
+    for cfg in (build_config("ts2vec-ucr", epochs=2), build_config("ts2vec-ucr", ["train.epochs=2"])):
+        assert cfg.train.epochs == 2 and cfg.data.options["iterations"] == 0
