@@ -17,7 +17,6 @@ import selfsup
 from selfsup.config import build_config, recipe_names
 from selfsup.methods import METHODS
 
-
 SMALL_DATA = ("digits", "breast-cancer", "ucr")  # each modality's smallest shipped recipe data
 
 
