@@ -16,6 +16,7 @@ This is a benchmark, not a test: the figures go to BENCHMARKS.md with the machin
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import platform
 import time
@@ -52,6 +53,13 @@ def main(argv=None) -> dict:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="after timing, profile this many end-to-end steps: kernels, launch calls and kernel time per step",
+    )
     args = p.parse_args(argv)
 
     cfg = build_config(args.recipe, args.set, device=args.device, batch_size=args.batch_size)
@@ -119,12 +127,51 @@ def main(argv=None) -> dict:
         "ratio": round(t_ceiling / t_e2e, 3),
         "peak_memory_gb": round(peak / 2**30, 3) if peak is not None else None,
     }
+    if args.profile:
+        result["profile"] = _profile(end_to_end, args.profile, s.device)
     if args.json:
         print(json.dumps(result))
     else:
         for k, v in result.items():
             print(f"{k:>28}: {v}")
     return result
+
+
+def _profile(fn, steps: int, device) -> dict:
+    """Per step of ``fn``: device kernels run, host launch calls made, device kernel time (ms) and
+    host wall time (ms), from ``torch.profiler`` over ``steps`` steps (after the timed ones, so
+    warm). A captured step shows one graph launch for all its kernels."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    try:
+        _sync(device)
+        start = time.perf_counter()
+        with profile(activities=activities) as prof:
+            for _ in range(steps):
+                fn()
+            _sync(device)
+        wall = time.perf_counter() - start
+        events = prof.events()
+        kernels = [e for e in events if e.device_type == DeviceType.CUDA]
+        launches = [e for e in events if e.device_type == DeviceType.CPU and "LaunchKernel" in e.name]
+        graph_launches = [e for e in events if e.device_type == DeviceType.CPU and "GraphLaunch" in e.name]
+        top = collections.Counter()
+        for e in kernels:
+            top[e.name[:60]] += e.time_range.elapsed_us()
+        total = sum(top.values())
+        return {
+            "steps": steps,
+            "kernels_per_step": round(len(kernels) / steps, 1),
+            "kernel_launch_calls_per_step": round(len(launches) / steps, 1),
+            "graph_launches_per_step": round(len(graph_launches) / steps, 2),
+            "kernel_ms_per_step": round(total / 1000 / steps, 3),
+            "profiled_wall_ms_per_step": round(wall * 1000 / steps, 3),
+            "top_kernels_ms_per_step": {k: round(v / 1000 / steps, 3) for k, v in top.most_common(8)},
+        }
+    except Exception as e:  # the timings above stand without a profile
+        return {"error": f"{type(e).__name__}: {e}"}
 
 
 def _endless(loader):
