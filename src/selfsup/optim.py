@@ -138,6 +138,11 @@ class AdamW(torch.optim.Optimizer):
     ``w <- w - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
     """
 
+    # How the step size meets the update: False, as a per-tensor value of addcdiv (torch's AdamW on
+    # the CPU, bit for bit; those values must be a host tensor); True, divided into the denominator
+    # (torch's capturable form, which a CUDA graph can hold); None: True off the CPU.
+    fold_step_size: bool | None = None
+
     def __init__(self, params, lr: float, betas: Sequence[float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2):  # fmt: skip
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
@@ -178,7 +183,12 @@ class AdamW(torch.optim.Optimizer):
             denom = torch._foreach_sqrt(exp_avg_sqs)
             torch._foreach_div_(denom, bc2_sqrt.unbind())
             torch._foreach_add_(denom, eps)
-            torch._foreach_addcdiv_(params, exp_avgs, denom, neg_step_size)
+            fold = self.fold_step_size if self.fold_step_size is not None else neg_step_size.device.type != "cpu"
+            if fold:  # addcdiv's per-tensor values must be on the host: into the denominator instead
+                torch._foreach_div_(denom, neg_step_size.unbind())  # as torch's capturable AdamW does
+                torch._foreach_addcdiv_(params, exp_avgs, denom)
+            else:  # torch's AdamW on the CPU, rounding for rounding
+                torch._foreach_addcdiv_(params, exp_avgs, denom, neg_step_size)
 
 
 def build_optimizer(

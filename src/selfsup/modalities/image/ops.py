@@ -268,7 +268,7 @@ def jitter_with(x: torch.Tensor, factors: torch.Tensor, order: torch.Tensor, hue
         # Saturation and hue are identities on grey images, so only the relative order of
         # brightness and contrast matters: two rounds instead of four.
         b_first = (order == 0).to(torch.uint8).argmax(1) < (order == 1).to(torch.uint8).argmax(1)
-        pair = torch.tensor([[0, 1]], device=order.device)
+        pair = torch.arange(2, device=order.device).unsqueeze(0)  # [[0, 1]], made on the device (capturable)
         schedule = torch.where(b_first.unsqueeze(1), pair, pair.flip(1))
     else:
         schedule = order
