@@ -19,7 +19,9 @@
 # Prepare carry/ (ignored by git) before the first call and name it in the run's carry list:
 #   carry/fashion-mnist/*.gz  from the dataset-fashion-mnist Debian package
 #   carry/whl/lightly-1.6.0-*.whl  (pip download --no-deps lightly==1.6.0: BYOLTransform needs only
-#   torch, torchvision and Pillow beside it, which the device has).
+#   torch, torchvision and Pillow beside it, which the device has)
+#   carry/ItalyPowerDemand/*.ts  from the aeon wheel (aeon/datasets/data/ItalyPowerDemand), for the
+#   series methods' test (tables come with scikit-learn there).
 # Every step's output goes to OUT/log.txt, results to OUT/*.json(l); a failing step is logged and
 # the next one runs. Figures go to BENCHMARKS.md with this command and the commit.
 set -u -o pipefail
