@@ -47,7 +47,7 @@ step() {  # step SECONDS COMMAND...: run with a time limit, log it, carry on whe
 
 if [ "${DRY:-0}" = 1 ]; then  # toy sizes on the CPU: every command runs, no figure means anything
   RECIPE=byol-digits; STEPS=3; WARM=1; DEV="--device cpu"; export SELFSUP_TEST_DEVICE=cpu
-  FIRST=(tests/test_cuda.py -k "(captured and byol) or lars"); REST=()
+  FIRST=(tests/test_cuda.py -k "lars or (replays and byol-digits)"); REST=()
   PER_EPOCH=512
 else
   RECIPE=byol-fashion-mnist; STEPS=200; WARM=10; DEV=""
@@ -60,6 +60,7 @@ tta() {  # tta EPOCHS CUDA_GRAPH(true|false)
     --set train.checkpoint_every=100000 --set "train.cuda_graph=$2")
   [ "${DRY:-0}" = 1 ] && sets+=(--set data.subset=512)
   local t0=$SECONDS
+  rm -rf /tmp/tta-run
   # shellcheck disable=SC2086
   step "${TTA_LIMIT:-350}" $PY -m selfsup train $RECIPE --epochs "$1" "${sets[@]}" $DEV --out /tmp/tta-run
   echo "### tta: $1 epochs, cuda_graph=$2, wall seconds (process, data, build, training, final kNN): $((SECONDS - t0))" \
@@ -82,7 +83,8 @@ case "$PART" in
       step 55 $PY -m benchmarks.throughput $RECIPE --steps $STEPS --warmup $WARM $DEV $mode --profile 5 --json \
         | grep '^{' >>"$OUT/throughput.jsonl"
     done
-    # The epochs TTA_SECONDS of training hold at the faster end-to-end rate, 5% kept for epoch ends;
+    # The epochs TTA_SECONDS of training hold at the faster end-to-end rate, 5% kept for epoch ends
+    # (captured) or 20% (eager: the loop ran at 0.84 of throughput.py's eager rate on the H200);
     # less training if the call's 10 minutes (CALL_SECONDS) would not hold it and 45 s of start and kNN.
     left=$((${CALL_SECONDS:-590} - SECONDS))
     [ $((left - 45)) -lt "$TTA_SECONDS" ] && TTA_SECONDS=$((left - 45))
@@ -94,7 +96,8 @@ rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 rows = [r for r in rows if sys.argv[2] == "true" or not r["cuda_graph"]]
 best = max(rows, key=lambda r: r["end_to_end_images_per_second"]) if rows else None
 rate = best["end_to_end_images_per_second"] if best else 0
-print(max(1, int(0.95 * rate * float(sys.argv[3]) / int(sys.argv[4]))), str(bool(best and best["cuda_graph"])).lower())
+keep = 0.95 if best and best["cuda_graph"] else 0.8
+print(max(1, int(keep * rate * float(sys.argv[3]) / int(sys.argv[4]))), str(bool(best and best["cuda_graph"])).lower())
 ' "$OUT/throughput.jsonl" "$graph_ok" "$TTA_SECONDS" "$PER_EPOCH")
     read -r EPOCHS GRAPH <<<"$choice"
     echo "### time to accuracy: $EPOCHS epochs for $TTA_SECONDS s, cuda_graph=$GRAPH (captured test passed: $graph_ok)" | tee -a "$LOG"
