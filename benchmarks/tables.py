@@ -92,10 +92,13 @@ def run_method(method: str, dataset: str, data, runs: Path, seeds: int) -> dict:
     folder = runs / f"{method}-{dataset}"
     cfg = build_config(f"{method}-{dataset}", ["train.threads=1"])
     row = {"method": method, "recipe": f"{method}-{dataset}", "epochs": cfg.train.epochs}
-    if not RunFolder(folder).encoder.is_file():
+    if not RunFolder(folder).encoder.is_file():  # not trained, or stopped part-way: continue it
         start = time.perf_counter()
-        selfsup.train(cfg, out=str(folder))
-        row["train_seconds"] = round(time.perf_counter() - start, 1)
+        if (folder / "summary.json").is_file():  # its own clock holds the earlier sessions' seconds
+            row["train_seconds"] = selfsup.train(resume=str(folder))["train_seconds"]
+        else:
+            selfsup.train(cfg, out=str(folder))
+            row["train_seconds"] = round(time.perf_counter() - start, 1)
     else:
         row["train_seconds"] = json.loads((folder / "summary.json").read_text()).get("train_seconds")
     encoder = load_encoder(folder)
