@@ -54,10 +54,15 @@ def build_mlp(in_dim: int, out_dim: int, s: MLPSettings) -> nn.Sequential:
     return nn.Sequential(*layers, nn.Linear(s.hidden, out_dim))
 
 
-def _predict(model: nn.Module, x: torch.Tensor, classes: int | None) -> torch.Tensor:
+def _outputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's outputs on ``x`` in evaluation mode, in chunks of 8,192 rows."""
     model.eval()
     with torch.no_grad():
-        out = torch.cat([model(x[i : i + 8192]) for i in range(0, len(x), 8192)])
+        return torch.cat([model(x[i : i + 8192]) for i in range(0, len(x), 8192)])
+
+
+def _predict(model: nn.Module, x: torch.Tensor, classes: int | None) -> torch.Tensor:
+    out = _outputs(model, x)
     return out.argmax(1) if classes else out.reshape(-1)
 
 
@@ -99,9 +104,7 @@ def _val_score(model: nn.Module, x_val, y_val, classes: int | None) -> tuple[flo
     """Validation accuracy with ties broken by the lower validation cross-entropy (a small validation
     split is often perfect after a few epochs, and the first perfect epoch is rarely the best
     model); minus the RMSE for regression."""
-    model.eval()
-    with torch.no_grad():
-        out = torch.cat([model(x_val[i : i + 8192]) for i in range(0, len(x_val), 8192)])
+    out = _outputs(model, x_val)
     if classes:
         return top1(out.argmax(1), y_val), -float(F.cross_entropy(out, y_val))
     return -rmse(out.reshape(-1), y_val), 0.0
