@@ -7,13 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from selfsup.cli import main
-
-
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from cli_helpers import run_cli
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import selfsup
-from selfsup.cli import main
+from cli_helpers import run_cli
 from selfsup.data import load_dataset
 from selfsup.evaluate import (
     ari,
@@ -232,12 +232,6 @@ def run_dir(tmp_path_factory):
     )
     selfsup.train(cfg, out=str(out))
     return out
-
-
-def run_cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.slow

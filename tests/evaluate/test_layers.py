@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import selfsup
+from cli_helpers import run_cli
 from selfsup.backbones import build_backbone
-from selfsup.cli import main
 from selfsup.config import build_config
 from selfsup.data import load_dataset
 from selfsup.evaluate.protocols import PROTOCOLS, parse_protocols, result_rows
@@ -72,12 +72,6 @@ def simclr_run(tmp_path_factory):
     cfg = build_config("simclr-digits", ["method_args.proj_hidden=64", "eval.diagnose_every=0"], epochs=2)
     selfsup.train(cfg, out=str(out))
     return out
-
-
-def run_cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.slow

@@ -7,15 +7,9 @@ import json
 import pytest
 import yaml
 
-from selfsup.cli import main
+from cli_helpers import run_cli
 from selfsup.data.store import open_store
 from selfsup.modalities.image.prepare import default_store_dir
-
-
-def run_cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line_error(code, err) -> str:

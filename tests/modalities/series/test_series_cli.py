@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from _series_archives import package_file, require
 
-from selfsup.cli import main
+from cli_helpers import run_cli
 
 ARGS = {  # each method with the backbone it needs, and narrow heads
     "ts2vec": [],
@@ -21,12 +21,6 @@ ARGS = {  # each method with the backbone it needs, and narrow heads
     "byol": ["--set", "method_args.proj_hidden=64", "--set", "method_args.pred_hidden=64"],
     "vicreg": ["--set", "method_args.proj_hidden=64", "--set", "method_args.proj_dim=64"],
 }
-
-
-def run_cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line_error(capsys, *argv) -> str:

@@ -11,18 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from selfsup.cli import main
+from cli_helpers import run_cli
 from selfsup.data.sources import load_dataset
 from selfsup.encoder import load_encoder
 from selfsup.modalities.table import sources
 
 TABLE_METHODS = ("scarf", "vime", "subtab", "tjepa", "dae", "vicreg")
-
-
-def run_cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def cancer_csv(path, rows=None) -> list[int]:
