@@ -286,8 +286,9 @@ def _resolve_model(tree: Any, modality: Modality, legacy: bool = False) -> Model
     return ModelConfig(name, family.parse_options(tree))
 
 
-def _resolve_method(cfg: Config) -> None:
-    """Fill in the method's arguments and the modality's views for its plan, and check both."""
+def _resolve_method(cfg: Config, named: frozenset[str] = frozenset()) -> None:
+    """Fill in the method's arguments and the modality's views for its plan, and check both.
+    ``named``: the dotted keys the user set by name (flags, ``--set``), for the modality's check."""
     if cfg.method not in METHODS:
         raise unknown("method", cfg.method, METHODS)
     method = METHODS[cfg.method]
@@ -312,7 +313,7 @@ def _resolve_method(cfg: Config) -> None:
         views.append(asdict(dataclasses.replace(view, **{**common, **own})))
     cfg.augment.views = views
     cfg.augment.common = {}
-    modality.check_config(cfg)
+    modality.check_config(cfg, named)
 
 
 def _config_from_tree(tree: dict, legacy: bool = False) -> Config:
@@ -357,14 +358,9 @@ def build_config(recipe: str | None = None, sets: list[str] = (), **flags: Any) 
         if name not in placements:
             raise AssertionError(f"unknown flag {name}")
         _set_path(tree, list(placements[name]), value, f"--{name.replace('_', '-')}")
-    options = tree["data"].get("options")
-    explicit_epochs = "epochs" in flags or ["train", "epochs"] in [p for p, _ in parsed]
-    if explicit_epochs and isinstance(options, dict) and options.get("iterations"):
-        # A series recipe counts its budget in steps (data.options.iterations, TS2Vec's rule); epochs
-        # the user asks for by name win over it.
-        options["iterations"] = 0
+    named = frozenset([".".join(p) for p, _ in parsed] + [".".join(placements[name]) for name in flags])
     cfg = _config_from_tree(tree)
-    _resolve_method(cfg)
+    _resolve_method(cfg, named)
     _check_ranges(cfg)
     return cfg
 

@@ -116,8 +116,10 @@ class Modality:
         section; a one-line UsageError when this modality has no recipe for the plan."""
         raise NotImplementedError
 
-    def check_config(self, cfg) -> None:
-        """Reject settings that make no sense for this modality (one-line UsageError)."""
+    def check_config(self, cfg, named: frozenset[str] = frozenset()) -> None:
+        """Reject settings that make no sense for this modality (one-line UsageError), and settle
+        those that depend on each other. ``named``: the dotted keys the user set by name (flags and
+        ``--set``), which win over what a recipe derives from its other settings."""
 
     # ------------------------------------------------------------------------------- data time
     def input_spec(self, data, cfg) -> dict:

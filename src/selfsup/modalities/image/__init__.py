@@ -39,7 +39,7 @@ class ImageModality(Modality):
     def default_views(self, plan: ViewPlan, augment) -> list[ViewConfig]:
         return recipe_for(plan, augment.size)
 
-    def check_config(self, cfg) -> None:
+    def check_config(self, cfg, named: frozenset[str] = frozenset()) -> None:
         """Also completes a folder run's source options: the store's size (``data.options.size``) from
         the largest view, so that the run's config records which store it trains from."""
         if cfg.augment.channels not in (1, 3):

@@ -37,7 +37,11 @@ class SeriesModality(Modality):
     def default_views(self, plan: ViewPlan, augment) -> list[SeriesViewConfig]:
         return recipe_for(plan)
 
-    def check_config(self, cfg) -> None:
+    def check_config(self, cfg, named: frozenset[str] = frozenset()) -> None:
+        """A series recipe may count its budget in steps (``data.options.iterations``, TS2Vec's
+        rule); epochs asked for by name (``--epochs``, ``--set train.epochs``) win over it."""
+        if "train.epochs" in named and cfg.data.options.get("iterations"):
+            cfg.data.options["iterations"] = 0
         iterations = cfg.data.options.get("iterations", 0)
         if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < -1:
             raise UsageError(
