@@ -20,13 +20,13 @@ from __future__ import annotations
 import hashlib
 import os
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ...data.base import cache_root, package_dir
+from ...data.base import Dataset, cache_root, package_dir
 from ...errors import DataError, UsageError, unknown
 from ..base import Source
 from .io import SERIES_SUFFIXES, ParsedSeries, read_npy, read_npz, read_series
@@ -196,27 +196,16 @@ NORMALISATIONS = ("none", "global", "per_channel")
 
 
 @dataclass(repr=False)
-class SeriesSplits:
-    """The fields of ``selfsup.data.base.Dataset`` for a series source (``modality="series"``)."""
+class SeriesSplits(Dataset):
+    """A :class:`selfsup.data.base.Dataset` of series (``modality="series"``), as its sources build it:
+    ``train`` and ``test`` float32 ``(N, C, T)`` with NaN after each series' end; labels int64 class
+    ids ``0..K-1`` or float32 regression targets."""
 
-    name: str
-    train: torch.Tensor  # float32 (N, C, T), NaN after each series' end
-    train_labels: torch.Tensor | None  # int64 class ids 0..K-1, or float32 regression targets
-    test: torch.Tensor | None
-    test_labels: torch.Tensor | None
-    classes: list[str] | None
-    location: str
-    skipped: int = 0
     modality: str = "series"
-    meta: dict = field(default_factory=dict)
-    val: torch.Tensor | None = None
-    val_labels: torch.Tensor | None = None
 
-    def to_dataset(self):
-        """The same fields as the package's ``Dataset`` (built lazily: its series form lands with the seam)."""
-        from ...data.base import Dataset
-
-        return Dataset(**{k: getattr(self, k) for k in self.__dataclass_fields__})
+    def to_dataset(self) -> Dataset:
+        """The plain shared record of the same fields."""
+        return Dataset(**{f.name: getattr(self, f.name) for f in fields(Dataset)})
 
     def __repr__(self) -> str:
         test = "no test split" if self.test is None else f"test {len(self.test)}"

@@ -35,12 +35,13 @@ ops read (:func:`column_layout`, :func:`numeric_columns`, :func:`neutral_values`
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 
 import numpy as np
 import torch
 
+from ...data.base import Dataset
 from ...errors import DataError, UsageError
 from .io import RawTable
 
@@ -56,29 +57,16 @@ SPLITS = ("train", "val", "test")
 
 
 @dataclass(repr=False)
-class TableSplits:
-    """The fields of :class:`selfsup.data.base.Dataset` for a table (``modality="table"``)."""
+class TableSplits(Dataset):
+    """A :class:`selfsup.data.base.Dataset` of a table (``modality="table"``), as its sources build it."""
 
-    name: str
-    train: torch.Tensor
-    train_labels: torch.Tensor | None
-    test: torch.Tensor | None
-    test_labels: torch.Tensor | None
-    classes: list[str] | None
-    location: str
-    skipped: int = 0
     modality: str = "table"
-    meta: dict = field(default_factory=dict)
-    val: torch.Tensor | None = None
-    val_labels: torch.Tensor | None = None
 
     def fields(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in dataclass_fields(self)}
+        return {f.name: getattr(self, f.name) for f in dataclass_fields(Dataset)}
 
-    def to_dataset(self):
-        """The same fields as the shared ``Dataset`` record (needs its ``modality``/``meta`` fields)."""
-        from ...data.base import Dataset
-
+    def to_dataset(self) -> Dataset:
+        """The plain shared record of the same fields."""
         return Dataset(**self.fields())
 
     def __repr__(self) -> str:
