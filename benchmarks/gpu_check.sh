@@ -27,23 +27,10 @@
 set -u -o pipefail
 OUT=${1:?usage: gpu_check.sh OUT check|lightly|tta [EPOCHS]}
 PART=${2:?usage: gpu_check.sh OUT check|lightly|tta [EPOCHS]}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"
-[ -d "$ROOT/carry/fashion-mnist" ] && export SELFSUP_DATA="$ROOT/carry"
-PY=${PYTHON:-python3}
-LOG="$OUT/log.txt"
+# shellcheck source=benchmarks/gpu_common.sh
+source "$(dirname "$0")/gpu_common.sh"
 TTA_SECONDS=${TTA_SECONDS:-300}
 cd "$ROOT"
-
-step() {  # step SECONDS COMMAND...: run with a time limit, log it, carry on when it fails
-  local limit=$1; shift
-  echo "### $(date -u +%T) $*" | tee -a "$LOG"
-  timeout "$limit" "$@" 2>&1 | tee -a "$LOG"
-  local rc=$?
-  [ $rc -eq 0 ] || echo "### exit $rc: $*" | tee -a "$LOG"
-  return $rc
-}
 
 if [ "${DRY:-0}" = 1 ]; then  # toy sizes on the CPU: every command runs, no figure means anything
   RECIPE=byol-digits; STEPS=3; WARM=1; DEV="--device cpu"; export SELFSUP_TEST_DEVICE=cpu
@@ -104,10 +91,7 @@ print(max(1, int(keep * rate * float(sys.argv[3]) / int(sys.argv[4]))), str(bool
     tta "$EPOCHS" "$GRAPH"
     ;;
   lightly)
-    if ls "$ROOT"/carry/whl/*.whl >/dev/null 2>&1; then
-      $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "$ROOT"/carry/whl/*.whl
-      export PYTHONPATH="$PYTHONPATH:/tmp/site"
-    fi
+    install_carried_wheels
     if [ "${DRY:-0}" = 1 ]; then
       echo "### dry run: compare_lightly needs CUDA and lightly; skipped" | tee -a "$LOG"
     else

@@ -17,20 +17,8 @@ set -u -o pipefail
 OUT=${1:?usage: gpu_suite.sh OUT PART [METHOD ...]}
 PART=${2:?usage: gpu_suite.sh OUT PART [METHOD ...]}
 shift 2
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"
-[ -d "$ROOT/carry/fashion-mnist" ] && export SELFSUP_DATA="$ROOT/carry"
-PY=${PYTHON:-python3}
-LOG="$OUT/log.txt"
-
-step() {  # step SECONDS COMMAND...: run with a time limit, log it, carry on when it fails
-  local limit=$1; shift
-  echo "### $(date -u +%T) $*" | tee -a "$LOG"
-  timeout "$limit" "$@" 2>&1 | tee -a "$LOG"
-  local rc=$?
-  [ $rc -eq 0 ] || echo "### exit $rc: $*" | tee -a "$LOG"
-}
+# shellcheck source=benchmarks/gpu_common.sh
+source "$(dirname "$0")/gpu_common.sh"
 
 case "$PART" in
   throughput)
@@ -49,10 +37,7 @@ case "$PART" in
     step 240 $PY "$T" byol-fashion-mnist --steps 200 --set train.compile=true --json | grep '^{' >>"$OUT/throughput.jsonl"
     ;;
   lightly)
-    if ls "$ROOT"/carry/whl/*.whl >/dev/null 2>&1; then
-      $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "$ROOT"/carry/whl/*.whl
-      export PYTHONPATH="$PYTHONPATH:/tmp/site"
-    fi
+    install_carried_wheels
     step 420 $PY "$ROOT/benchmarks/compare_lightly.py" --epochs 15 --workers 16 | tee "$OUT/compare_lightly.json"
     ;;
   table)
