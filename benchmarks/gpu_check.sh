@@ -3,7 +3,8 @@
 # 10 minutes each on one warm machine.
 #
 #   benchmarks/gpu_check.sh OUT check        # call 1 (about 8 minutes): tests, throughput, time to accuracy
-#   benchmarks/gpu_check.sh OUT lightly      # call 2 (about 3 minutes): lightly's pipeline side by side
+#   benchmarks/gpu_check.sh OUT lightly [eager]  # call 2 (about 3 minutes): lightly's pipeline side by
+#                                            # side (selfsup's step captured, or eager if call 1's test failed)
 #   benchmarks/gpu_check.sh OUT tta EPOCHS   # the time-to-accuracy run alone, for EPOCHS epochs
 #   DRY=1 benchmarks/gpu_check.sh OUT check  # the same steps on the CPU at toy sizes (no GPU lent)
 #
@@ -95,8 +96,9 @@ print(max(1, int(keep * rate * float(sys.argv[3]) / int(sys.argv[4]))), str(bool
     if [ "${DRY:-0}" = 1 ]; then
       echo "### dry run: compare_lightly needs CUDA and lightly; skipped" | tee -a "$LOG"
     else
+      graph=$([ "${3:-graph}" = eager ] && echo false || echo true)
       step "${LIGHTLY_LIMIT:-300}" $PY -m benchmarks.compare_lightly --epochs 10 --workers 16 \
-        --set train.cuda_graph=true | tee "$OUT/compare_lightly.json"
+        --set "train.cuda_graph=$graph" | tee "$OUT/compare_lightly.json"
     fi
     ;;
   tta) tta "${3:?usage: gpu_check.sh OUT tta EPOCHS}" true ;;
