@@ -45,12 +45,15 @@ class Setup:
     peak_lr: float
     ctx: distributed.Context = distributed.Context()
     online: OnlineEval | None = None
+    # autocast's cache of low-precision weight copies; off for a captured step, as PyTorch's CUDA
+    # graph notes ask (selfsup.training.graph)
+    autocast_cache: bool = True
 
     def autocast(self):
         """The mixed-precision context of a forward pass (bf16 on CUDA by default)."""
         if self.amp_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, cache_enabled=self.autocast_cache)
 
     def model_input(self, x: torch.Tensor) -> torch.Tensor:
         """A view as the model takes it: its dtype and memory format."""

@@ -65,6 +65,7 @@ class StaticStep:
         self.table = ScheduleTable(s)
         self.table.bind(s.optimizer)
         self.capture = s.device.type == "cuda"
+        s.autocast_cache = not self.capture  # no cached weight casts across a capture
         self.graphs: dict = {}  # phase -> (graph, static outputs)
         self.eager_steps: collections.Counter = collections.Counter()
         self.batch: torch.Tensor | None = None
