@@ -30,7 +30,7 @@ def _context(data, features=None, modality="series"):
     features = features or raw
     labels = {"train": data.train_labels, "test": data.test_labels}
     run = SimpleNamespace(dataset=data, modality=SimpleNamespace(name=modality), device=torch.device("cpu"))
-    return EvalContext(features, raw, labels, data.num_classes if hasattr(data, "num_classes") else 2, 0, None, {}, run)
+    return EvalContext(features, raw, labels, data.num_classes, 0, None, {}, run)
 
 
 def test_svm_small_data_rule_fits_c_inf_without_a_search():
@@ -56,7 +56,6 @@ def test_svm_searches_c_by_five_fold_cross_validation():
 
 def test_nn_protocol_reports_the_raw_series_baselines_beside_the_features():
     data = _archive("ItalyPowerDemand")
-    data.num_classes = len(data.classes)
     torch.manual_seed(0)
     features = {s: getattr(data, s).flatten(1) @ torch.randn(24, 8) for s in ("train", "test")}
     result = PROTOCOLS["nn"].run(_context(data, features))
@@ -70,7 +69,6 @@ def test_nn_protocol_reports_the_raw_series_baselines_beside_the_features():
 
 def test_series_protocols_skip_other_kinds_of_data():
     data = _archive("Coffee")
-    data.num_classes = len(data.classes)
     for name in ("svm", "nn"):
         result = PROTOCOLS[name].run(_context(data, modality="image"))
         assert "skipped" in result[name] and PROTOCOLS[name].rows(result) == []
