@@ -79,6 +79,14 @@ class Dataset:
                     raise ValueError(f"{self.name}: {split} extra {key!r} has {len(extra)} rows for {len(samples)}")
         assert set(self.extras) <= {"train", "val", "test"}, f"extras of unknown splits: {sorted(self.extras)}"
 
+    def fields(self) -> dict:
+        """The shared record's fields by name (a modality's subclass adds none)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(Dataset)}
+
+    def to_dataset(self) -> Dataset:
+        """The plain shared record of the same fields (of a modality's subclass, as its sources build it)."""
+        return Dataset(**self.fields())
+
     def rows(self, split: str) -> torch.Tensor | Rows | None:
         """The samples of ``split`` with their extras as :class:`Rows`; the bare samples tensor when the
         split has no extras (or None when the split is absent)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import zipfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -202,10 +202,6 @@ class SeriesSplits(Dataset):
     ids ``0..K-1`` or float32 regression targets."""
 
     modality: str = "series"
-
-    def to_dataset(self) -> Dataset:
-        """The plain shared record of the same fields."""
-        return Dataset(**{f.name: getattr(self, f.name) for f in fields(Dataset)})
 
     def __repr__(self) -> str:
         test = "no test split" if self.test is None else f"test {len(self.test)}"

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from dataclasses import fields as dataclass_fields
 
 import numpy as np
 import torch
@@ -61,13 +60,6 @@ class TableSplits(Dataset):
     """A :class:`selfsup.data.base.Dataset` of a table (``modality="table"``), as its sources build it."""
 
     modality: str = "table"
-
-    def fields(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in dataclass_fields(Dataset)}
-
-    def to_dataset(self) -> Dataset:
-        """The plain shared record of the same fields."""
-        return Dataset(**self.fields())
 
     def __repr__(self) -> str:
         sizes = ", ".join(
