@@ -18,9 +18,11 @@ Wall times are taken on whatever shares the machine: not speed claims.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import platform
+import sys
 import time
 import traceback
 from datetime import date
@@ -98,6 +100,15 @@ def main(argv=None) -> int:
     log = results / f"series-{args.date}.jsonl"
     methods, archives = args.methods.split(","), args.archives.split(",")
     if not args.report_only:
+        Path(args.runs).mkdir(parents=True, exist_ok=True)
+        lock = open(Path(args.runs) / ".lock", "w")  # noqa: SIM115 (held until the process ends)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            # A second run would delete the first one's run folders under it (an interrupted unit
+            # starts again from nothing): the TS-TCC BasicMotions unit of 2026-11-29 failed so.
+            print(f"another benchmarks.series is running on {args.runs}; wait for it or pass --runs", file=sys.stderr)
+            return 2
         done = {(r["archive"], r["unit"]) for r in _read(log) if "error" not in r}
         for phase in args.phases.split(";"):
             units = [u for u in phase.split(",") if u == "baselines" or u in methods]
