@@ -64,3 +64,19 @@ def test_gsimclr_digits_trains_and_resumes_on_the_same_pseudo_label_batches(tmp_
             assert torch.equal(labels, b[k]["pseudo_labels"])
         else:
             assert torch.equal(a[k], b[k]), k
+
+
+def test_gsimclr_from_the_command_line_trains_then_evaluates(tmp_path, capsys):
+    from cli_helpers import run_cli
+
+    run = tmp_path / "run"
+    sets = [a for s in SETS for a in ("--set", s)]
+    code, _, err = run_cli(capsys, "train", "gsimclr-digits", "--epochs", "1", *sets, "--out", run)
+    assert code == 0, err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["finished"] is True and summary["method"] == "gsimclr"
+    events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [e["groups"] for e in events if e.get("event") == "batch_groups"] == [16]
+    code, out, err = run_cli(capsys, "eval", run, "--protocol", "knn")
+    assert code == 0, err
+    assert "knn" in out.lower()
