@@ -22,7 +22,9 @@ pytestmark = [
 S, CHUNK = 48, 2
 # The child prepares with real worker processes. It pauses after each durable chunk so that the
 # test can stop it part-way without racing a prepare that takes a fraction of a second; the
-# chunks themselves are written by the real writer.
+# chunks themselves are written by the real writer. The pause is long (the child is stopped in
+# the first one, so it costs nothing): with 0.3 s, a CI run on a loaded 2-core machine once let
+# the child finish before the test's signal reached it (SIGINT, exit status 0).
 CHILD = """
 import sys, time
 from selfsup.data import store
@@ -31,7 +33,7 @@ from selfsup.modalities.image.prepare import prepare_folder
 append = store.StoreWriter.append
 def append_then_pause(self, *args, **kwargs):
     append(self, *args, **kwargs)
-    time.sleep(0.3)
+    time.sleep(5)
 store.StoreWriter.append = append_then_pause
 prepare_folder(sys.argv[1], {size}, workers=2, out=sys.argv[2], progress=False, chunk_rows={chunk})
 """
@@ -78,7 +80,7 @@ def start_and_stop_part_way(photos, out, tmp_path, how: str) -> list[int]:
     else:
         os.killpg(child.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole process group
     child.wait(timeout=30)
-    assert child.returncode != 0
+    assert child.returncode != 0, f"the child finished before the signal: {inputs_done(out / 'train')} inputs done"
     return workers
 
 
