@@ -23,10 +23,14 @@ S, CHUNK = 48, 2
 # The child prepares with real worker processes. It pauses after each durable chunk so that the
 # test can stop it part-way without racing a prepare that takes a fraction of a second; the
 # chunks themselves are written by the real writer. The pause is long (the child is stopped in
-# the first one, so it costs nothing): with 0.3 s, a CI run on a loaded 2-core machine once let
-# the child finish before the test's signal reached it (SIGINT, exit status 0).
+# the first one, so it costs nothing).
 CHILD = """
-import sys, time
+import signal, sys, time
+# Ctrl-C as a shell-started process has it. An ignored SIGINT is inherited across exec, and in the
+# full suite the pytest process ignores it by the time this test runs (an earlier test leaves it
+# so; not yet found), which made the child sleep through the signal.
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {{signal.SIGINT}})
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from selfsup.data import store
 from selfsup.modalities.image.prepare import prepare_folder
 
