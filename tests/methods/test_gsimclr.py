@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from cli_helpers import run_cli
 from selfsup.data.loader import BatchLoader, epoch_permutation
 from selfsup.data.sources import load_dataset
 
@@ -67,8 +68,6 @@ def test_gsimclr_digits_trains_and_resumes_on_the_same_pseudo_label_batches(tmp_
 
 
 def test_gsimclr_from_the_command_line_trains_then_evaluates(tmp_path, capsys):
-    from cli_helpers import run_cli
-
     run = tmp_path / "run"
     sets = [a for s in SETS for a in ("--set", s)]
     code, _, err = run_cli(capsys, "train", "gsimclr-digits", "--epochs", "1", *sets, "--out", run)
