@@ -99,6 +99,12 @@ def main(argv=None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     halves = write_halves(out)
+    results = out / "results.jsonl"
+    recorded = {}
+    if results.exists():
+        for line in results.read_text().splitlines():
+            r = json.loads(line)
+            recorded[(r["method"], r["schedule"], r["stage"], r["epochs"], r["subset"])] = r
     digits = read_recipe(f"{args.method}-digits").get("method_args", {})
     heads = [f"method_args.{k}={v}" for k, v in digits.items() if "hidden" in k or k.endswith("_dim")]
     for schedule in args.schedules.split(","):
@@ -120,6 +126,12 @@ def main(argv=None) -> None:
                 batch_size=256,
                 init_from=str(previous) if previous else None,
             )
+            key = (args.method, schedule, stage, args.epochs, args.subset)
+            if key in recorded and (run / "summary.json").exists():
+                # A stage finished and recorded earlier: say so once, do not record it again.
+                print(json.dumps(recorded[key]), flush=True)
+                previous = run
+                continue
             start = time.perf_counter()
             summary = (
                 train(cfg, out=run)
@@ -137,7 +149,7 @@ def main(argv=None) -> None:
                 **knn_on_halves(run, halves),
             }
             print(json.dumps(row), flush=True)
-            with open(out / "results.jsonl", "a") as f:
+            with open(results, "a") as f:
                 f.write(json.dumps(row) + "\n")
             previous = run
 
