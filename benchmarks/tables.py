@@ -2,6 +2,7 @@
 
     python -m benchmarks.tables [--datasets adult,california] [--methods scarf,vime,subtab,tjepa,vicreg,dae]
                                 [--seeds 5] [--runs runs/bench-tables] [--out benchmarks/results]
+                                [--protocols linear,mlp,hgb] [--mlp-search]
 
 Per dataset (its seeded 70/10/20 split, every scaler and vocabulary fitted on the training rows):
 the raw input (numeric columns scaled, categorical columns one-hot) and, per method, the frozen
@@ -11,7 +12,8 @@ representation of the encoder its shipped ``<method>-<dataset>`` recipe trains, 
   10% of the training split) or ridge regression (regression: ``ridge``, its penalty chosen the same
   way);
 * T-JEPA's downstream MLP (``mlp``: early-stopped on 10% of the training split, ``--seeds`` seeds,
-  mean and std);
+  mean and std; with ``--mlp-search`` its learning rate, dropout and width are chosen for each
+  representation, raw input included, on the first seed's validation split);
 * scikit-learn's HistGradientBoosting (``hgb``);
 
 accuracy on the test split for classification, RMSE in target-std units and in the target's units
@@ -55,23 +57,28 @@ TJEPA_REPO = {
 }
 
 
-def mlp_settings(seeds: int) -> MLPSettings:
-    return MLPSettings(seeds=seeds)
+PROTOCOLS = ("linear", "mlp", "hgb")
 
 
-def evaluate(train_x, train_y, test_x, test_y, classes, seeds: int) -> dict:
-    """The three protocols on one representation."""
+def mlp_settings(seeds: int, search: bool = False) -> MLPSettings:
+    return MLPSettings(seeds=seeds, search=search)
+
+
+def evaluate(train_x, train_y, test_x, test_y, classes, seeds: int, protocols=PROTOCOLS, search=False) -> dict:
+    """The protocols (linear, mlp, hgb) on one representation."""
     out, start = {}, time.perf_counter()
-    if classes:
+    if "linear" in protocols and classes:
         res = linear_probe(train_x, train_y, test_x, test_y, classes, seed=0)
         out["linear"] = {"top1": res["top1"], "weight_decay": res["weight_decay"]}
-    else:
+    elif "linear" in protocols:
         res = ridge_probe(train_x, train_y, test_x, test_y, seed=0)
         out["linear"] = {k: res[k] for k in ("rmse", "rmse_scaled", "alpha")}
-    res = mlp_protocol(train_x, train_y, test_x, test_y, classes, mlp_settings(seeds), seed=0)
-    out["mlp"] = {k: v for k, v in res.items() if k != "runs"}
-    out["mlp"]["epochs"] = [r["best_epoch"] for r in res["runs"]]
-    out["hgb"] = hgb_protocol(train_x, train_y, test_x, test_y, classes, seed=0)
+    if "mlp" in protocols:
+        res = mlp_protocol(train_x, train_y, test_x, test_y, classes, mlp_settings(seeds, search), seed=0)
+        out["mlp"] = {k: v for k, v in res.items() if k != "runs"}
+        out["mlp"]["epochs"] = [r["best_epoch"] for r in res["runs"]]
+    if "hgb" in protocols:
+        out["hgb"] = hgb_protocol(train_x, train_y, test_x, test_y, classes, seed=0)
     out["eval_seconds"] = round(time.perf_counter() - start, 1)
     return out
 
@@ -88,7 +95,7 @@ def last_diagnostics(run: Path) -> dict:
     return {**diag, "collapse_events": alarms}
 
 
-def run_method(method: str, dataset: str, data, runs: Path, seeds: int) -> dict:
+def run_method(method: str, dataset: str, data, runs: Path, seeds: int, protocols=PROTOCOLS, search=False) -> dict:
     folder = runs / f"{method}-{dataset}"
     cfg = build_config(f"{method}-{dataset}", ["train.threads=1"])
     row = {"method": method, "recipe": f"{method}-{dataset}", "epochs": cfg.train.epochs}
@@ -106,7 +113,18 @@ def run_method(method: str, dataset: str, data, runs: Path, seeds: int) -> dict:
         s: extract_features(encoder, getattr(data, s), preprocess_fn(encoder), 2048, "cpu") for s in ("train", "test")
     }
     row["feature_dim"] = encoder.feature_dim
-    row.update(evaluate(feats["train"], data.train_labels, feats["test"], data.test_labels, data.num_classes, seeds))
+    row.update(
+        evaluate(
+            feats["train"],
+            data.train_labels,
+            feats["test"],
+            data.test_labels,
+            data.num_classes,
+            seeds,
+            protocols,
+            search,
+        )
+    )
     row["diagnostics"] = last_diagnostics(folder)
     return row
 
@@ -126,6 +144,12 @@ def fmt(v, digits: int = 4) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
+def chosen(mlp: dict) -> str:
+    """The MLP settings the search chose for a representation, or '-'."""
+    c = mlp.get("chosen")
+    return "-" if not c else f"{c['lr']:g} / {c['dropout']:g} / {c['hidden']}"
+
+
 def markdown(results: dict, command: str) -> str:
     mlp = results["mlp_settings"]
     lines = [
@@ -137,42 +161,54 @@ def markdown(results: dict, command: str) -> str:
         "and target statistic fitted on the training rows only, pre-training on the training rows only; "
         "raw = numeric columns scaled, categorical columns one-hot. Linear = logistic regression (classes) or "
         "ridge (regression), penalty chosen on 10% of the training split; MLP = T-JEPA's downstream MLP "
-        f"({mlp['depth']} layers of {mlp['hidden']}, dropout {mlp['dropout']}, AdamW at {mlp['lr']}, up to "
-        f"{mlp['epochs']} epochs with early stopping (patience {mlp['patience']}) on 10% of the training split, "
-        f"{results['seeds']} seeds, mean ± std); "
-        "HGB = scikit-learn's HistGradientBoosting, early-stopped on 10% of the training split.",
+        + (
+            f"({mlp['depth']} layers, AdamW, up to "
+            if mlp.get("search")
+            else f"({mlp['depth']} layers of {mlp['hidden']}, dropout {mlp['dropout']}, AdamW at {mlp['lr']}, up to "
+        )
+        + f"{mlp['epochs']} epochs with early stopping (patience {mlp['patience']}) on 10% of the training split, "
+        f"{results['seeds']} seeds, mean ± std"
+        + (
+            "; learning rate, dropout and width chosen per representation from a grid of 12 on the first seed's "
+            "validation split, the column 'MLP lr / dropout / width'); "
+            if mlp.get("search")
+            else "); "
+        )
+        + "HGB = scikit-learn's HistGradientBoosting, early-stopped on 10% of the training split.",
         "",
     ]
     for dataset, block in results["datasets"].items():
         classes = block["task"] == "classification"
+        search = bool(mlp.get("search"))
+        extra = " MLP lr / dropout / width |" if search else ""
         lines.append(f"### {dataset} ({block['n_train']} train / {block['n_test']} test rows, {block['task']})")
         lines.append("")
         if classes:
-            lines.append("| representation | dim | epochs | train s | linear | MLP | HGB | RankMe | eval s |")
-            lines.append("|---|---|---|---|---|---|---|---|---|")
+            lines.append("| representation | dim | epochs | train s | linear | MLP | HGB | RankMe | eval s |" + extra)
+            lines.append("|---|---|---|---|---|---|---|---|---|" + "---|" * search)
         else:
             lines.append(
                 "| representation | dim | epochs | train s | ridge RMSE (std / units) | MLP RMSE (std) "
-                "| MLP RMSE (units) | HGB RMSE (std / units) | RankMe | eval s |"
+                "| MLP RMSE (units) | HGB RMSE (std / units) | RankMe | eval s |" + extra
             )
-            lines.append("|---|---|---|---|---|---|---|---|---|---|")
+            lines.append("|---|---|---|---|---|---|---|---|---|---|" + "---|" * search)
         for row in ([block["raw"]] if "raw" in block else []) + block["methods"]:
             name = row.get("method", "raw features")
             diag = row.get("diagnostics") or {}
             rank = "-" if not diag else f"{diag.get('rankme', 0):.1f} ({diag.get('rankme_fraction', 0):.3f})"
             head = f"| {name} | {row['feature_dim']} | {row.get('epochs', '-')} | {row.get('train_seconds', '-')} "
-            m = row["mlp"]
+            m, lin, h = row.get("mlp", {}), row.get("linear", {}), row.get("hgb", {})
+            tail = f" {chosen(m)} |" if search else ""
             if classes:
                 lines.append(
-                    head + f"| {fmt(row['linear']['top1'])} | {fmt(m['mean'])} ± {fmt(m['std'])} | "
-                    f"{fmt(row['hgb']['top1'])} | {rank} | {row['eval_seconds']} |"
+                    head + f"| {fmt(lin.get('top1'))} | {fmt(m.get('mean'))} ± {fmt(m.get('std'))} | "
+                    f"{fmt(h.get('top1'))} | {rank} | {row['eval_seconds']} |" + tail
                 )
             else:
-                lin, h = row["linear"], row["hgb"]
                 lines.append(
-                    head + f"| {fmt(lin['rmse_scaled'])} / {fmt(lin['rmse'])} | {fmt(m['mean_scaled'])} ± "
-                    f"{fmt(m['std_scaled'])} | {fmt(m['mean'])} ± {fmt(m['std'])} | {fmt(h['rmse_scaled'])} / "
-                    f"{fmt(h['rmse'])} | {rank} | {row['eval_seconds']} |"
+                    head + f"| {fmt(lin.get('rmse_scaled'))} / {fmt(lin.get('rmse'))} | {fmt(m.get('mean_scaled'))} ± "
+                    f"{fmt(m.get('std_scaled'))} | {fmt(m.get('mean'))} ± {fmt(m.get('std'))} | "
+                    f"{fmt(h.get('rmse_scaled'))} / {fmt(h.get('rmse'))} | {rank} | {row['eval_seconds']} |" + tail
                 )
         repo = TJEPA_REPO.get(dataset)
         if repo:
@@ -214,6 +250,12 @@ def main() -> None:
     ap.add_argument("--runs", default="runs/bench-tables")
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--skip-raw", action="store_true", help="leave out the raw-input rows (another run has them)")
+    ap.add_argument("--protocols", default=",".join(PROTOCOLS), help="a subset of linear,mlp,hgb")
+    ap.add_argument(
+        "--mlp-search",
+        action="store_true",
+        help="choose the MLP's learning rate, dropout and width per representation on a validation split",
+    )
     ap.add_argument(
         "--merge",
         nargs="+",
@@ -224,9 +266,14 @@ def main() -> None:
     if args.merge:
         merge(args.merge, Path(args.out))
         return
+    unknown = set(args.protocols.split(",")) - set(PROTOCOLS)
+    if unknown:
+        ap.error(f"unknown protocol(s) {', '.join(sorted(unknown))}: choose from {', '.join(PROTOCOLS)}")
     torch.set_num_threads(1)
     command = "python -m benchmarks.tables " + " ".join(
-        f"--{k} {v}" for k, v in vars(args).items() if v != ap.get_default(k)
+        f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
+        for k, v in vars(args).items()
+        if v != ap.get_default(k)
     )
     out, runs = Path(args.out), Path(args.runs)
     out.mkdir(parents=True, exist_ok=True)
@@ -236,7 +283,8 @@ def main() -> None:
         "command": command.strip(),
         "machine": machine(),
         "seeds": args.seeds,
-        "mlp_settings": asdict(mlp_settings(args.seeds)),
+        "mlp_settings": asdict(mlp_settings(args.seeds, args.mlp_search)),
+        "protocols": args.protocols.split(","),
         "datasets": {},
     }
     path = out / f"tables-{today}.json"
@@ -255,13 +303,24 @@ def main() -> None:
             print(f"{dataset}: raw features", flush=True)
             block["raw"] = {"feature_dim": raw["train"].shape[1]}
             block["raw"].update(
-                evaluate(raw["train"], data.train_labels, raw["test"], data.test_labels, data.num_classes, args.seeds)
+                evaluate(
+                    raw["train"],
+                    data.train_labels,
+                    raw["test"],
+                    data.test_labels,
+                    data.num_classes,
+                    args.seeds,
+                    args.protocols.split(","),
+                    args.mlp_search,
+                )
             )
         results["datasets"][dataset] = block
         path.write_text(json.dumps(results, indent=1))
         for method in args.methods.split(","):
             print(f"{dataset}: {method}", flush=True)
-            block["methods"].append(run_method(method, dataset, data, runs, args.seeds))
+            block["methods"].append(
+                run_method(method, dataset, data, runs, args.seeds, args.protocols.split(","), args.mlp_search)
+            )
             path.write_text(json.dumps(results, indent=1))
             (out / "tables.md").write_text(markdown(results, results["command"]))
             print(json.dumps({k: block["methods"][-1].get(k) for k in ("method", "linear", "hgb")}), flush=True)

@@ -115,6 +115,12 @@ def _parser() -> argparse.ArgumentParser:
         "to use, e.g. 0.1), crop_scale (e.g. [0.8,1]; default: the run's first view's), drop_path (ViT "
         "stochastic depth), random_init_baseline (true: also fine-tune a fresh encoder)",
     )
+    ev.add_argument(
+        "--mlp-search",
+        action="store_true",
+        help="tune the mlp protocol's learning rate, dropout and width for the "
+        "embeddings and for the raw input separately, on a validation split of the training rows",
+    )
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     em = sub.add_parser("embed", help=COMMANDS["embed"], prog="selfsup embed")
@@ -411,6 +417,7 @@ def _cmd_eval(args) -> int:
         raw=not args.no_raw,
         cache_features=args.cache_features,
         finetune_args=args.finetune_set,
+        mlp_search=args.mlp_search,
     )
     if args.json:
         print(json.dumps(result, indent=2))

@@ -15,7 +15,7 @@ from selfsup.data.sources import load_dataset
 from selfsup.errors import UsageError
 from selfsup.evaluate.protocols import PROTOCOLS, EvalContext, result_rows
 from selfsup.evaluate.protocols._heldout import held_out
-from selfsup.evaluate.protocols.mlp import MLPSettings, mlp_protocol
+from selfsup.evaluate.protocols.mlp import SEARCH_GRID, MLPSettings, mlp_protocol
 from selfsup.evaluate.protocols.ridge import fit_ridge, ridge_probe
 from selfsup.modalities.table import MODALITY
 
@@ -68,6 +68,26 @@ def test_the_mlp_stops_on_a_validation_split_of_the_training_rows():
     assert len(res["scores"]) == 2 and res["mean"] > 0.9
     assert all(1 <= r["best_epoch"] <= r["epochs_run"] <= 40 for r in res["runs"])
     assert res["std"] == pytest.approx(float(torch.tensor(res["scores"]).std(unbiased=False)))
+
+
+@pytest.mark.slow
+def test_the_mlp_search_picks_per_input_on_the_validation_split_and_never_reads_the_test_split():
+    data = table("breast-cancer")
+    spec = MODALITY.input_spec(data)
+    x = {s: MODALITY.raw_features(getattr(data, s), spec) for s in ("train", "test")}
+    settings = MLPSettings(depth=2, epochs=15, patience=5, seeds=2, batch_size=64, search=True)
+    res = mlp_protocol(x["train"], data.train_labels, x["test"], data.test_labels, 2, settings)
+    grid = [(t["lr"], t["dropout"], t["hidden"]) for t in res["search"]]
+    assert len(grid) == len(set(grid)) == math.prod(len(v) for v in SEARCH_GRID.values())
+    best = max(res["search"], key=lambda t: (t["val_score"], t["val_tiebreak"]))
+    assert res["chosen"] == {k: best[k] for k in SEARCH_GRID}
+    # The seeds then train with the chosen settings, exactly as if they had been given.
+    fixed = MLPSettings(depth=2, epochs=15, patience=5, seeds=2, batch_size=64, **res["chosen"])
+    assert mlp_protocol(x["train"], data.train_labels, x["test"], data.test_labels, 2, fixed)["scores"] == res["scores"]
+    # Test labels turned upside down change the test scores, never the search or the choice.
+    flipped = mlp_protocol(x["train"], data.train_labels, x["test"], 1 - data.test_labels, 2, settings)
+    assert flipped["search"] == res["search"] and flipped["chosen"] == res["chosen"]
+    assert flipped["scores"] == pytest.approx([1 - s for s in res["scores"]])
 
 
 @pytest.mark.slow

@@ -70,6 +70,7 @@ def evaluate_run(
     lowshot_seeds=DEFAULT_SEEDS,
     cluster_restarts: int | None = None,
     finetune_args: FinetuneArgs | dict | None = None,
+    mlp_search: bool = False,
 ) -> dict:
     """Run the evaluation ``protocols`` on the encoder of ``run_dir``; a JSON-ready dict.
 
@@ -78,7 +79,9 @@ def evaluate_run(
     3 above 10M numbers); ``seed`` seeds the held-out split, the low-shot subsets (``seed + i``
     for the i-th of ``lowshot_seeds``) and k-means; ``raw=False`` skips the raw-input baselines;
     ``finetune_args`` (a :class:`FinetuneArgs` or its fields as a dict) sets the fine-tuning
-    protocol; ``write_summary=False`` leaves the run folder alone. The result holds ``run_dir``,
+    protocol; ``mlp_search`` tunes the ``mlp`` protocol's learning rate, dropout and width for the
+    features and for the raw input separately, on a validation split of the training rows;
+    ``write_summary=False`` leaves the run folder alone. The result holds ``run_dir``,
     ``method``, ``dataset``, ``protocols``, ``raw_name`` (what the baseline is), ``data`` (class
     count, split sizes, feature dimension), ``seconds`` per stage, and each protocol's part (see
     :mod:`.protocols`).
@@ -131,6 +134,7 @@ def evaluate_run(
         "lowshot_seeds": lowshot_seeds,
         "cluster_restarts": cluster_restarts,
         "finetune": finetune_args,
+        "mlp": {"search": mlp_search},
     }
     ctx = EvalContext(
         feats,

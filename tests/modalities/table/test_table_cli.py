@@ -101,8 +101,10 @@ def test_pretrain_on_your_own_csv_then_embed_new_rows_with_the_training_fit(caps
         run,
     )
     assert code == 0, err
-    code, out, err = run_cli(capsys, "eval", run, "--protocol", "linear,mlp", "--json")
+    code, out, err = run_cli(capsys, "eval", run, "--protocol", "linear,mlp", "--mlp-search", "--json")
     assert code == 0 and json.loads(out)["linear_top1"] > 0.85, err
+    mlp = json.loads(out)["mlp"]  # tuned for the embeddings and for the raw columns separately
+    assert len(mlp["search"]) == len(mlp["raw"]["search"]) == 12 and "chosen" in mlp["raw"]
     code, out, err = run_cli(
         capsys,
         "embed",
