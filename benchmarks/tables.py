@@ -266,7 +266,8 @@ def main() -> None:
     if args.merge:
         merge(args.merge, Path(args.out))
         return
-    unknown = set(args.protocols.split(",")) - set(PROTOCOLS)
+    protocols = args.protocols.split(",")
+    unknown = set(protocols) - set(PROTOCOLS)
     if unknown:
         ap.error(f"unknown protocol(s) {', '.join(sorted(unknown))}: choose from {', '.join(PROTOCOLS)}")
     torch.set_num_threads(1)
@@ -284,7 +285,7 @@ def main() -> None:
         "machine": machine(),
         "seeds": args.seeds,
         "mlp_settings": asdict(mlp_settings(args.seeds, args.mlp_search)),
-        "protocols": args.protocols.split(","),
+        "protocols": protocols,
         "datasets": {},
     }
     path = out / f"tables-{today}.json"
@@ -310,7 +311,7 @@ def main() -> None:
                     data.test_labels,
                     data.num_classes,
                     args.seeds,
-                    args.protocols.split(","),
+                    protocols,
                     args.mlp_search,
                 )
             )
@@ -318,9 +319,7 @@ def main() -> None:
         path.write_text(json.dumps(results, indent=1))
         for method in args.methods.split(","):
             print(f"{dataset}: {method}", flush=True)
-            block["methods"].append(
-                run_method(method, dataset, data, runs, args.seeds, args.protocols.split(","), args.mlp_search)
-            )
+            block["methods"].append(run_method(method, dataset, data, runs, args.seeds, protocols, args.mlp_search))
             path.write_text(json.dumps(results, indent=1))
             (out / "tables.md").write_text(markdown(results, results["command"]))
             print(json.dumps({k: block["methods"][-1].get(k) for k in ("method", "linear", "hgb")}), flush=True)

@@ -26,9 +26,9 @@ S, CHUNK = 48, 2
 # the first one, so it costs nothing).
 CHILD = """
 import signal, sys, time
-# Ctrl-C as a shell-started process has it. An ignored SIGINT is inherited across exec, and in the
-# full suite the pytest process ignores it by the time this test runs (an earlier test leaves it
-# so; not yet found), which made the child sleep through the signal.
+# Ctrl-C as a shell-started process has it. An ignored SIGINT is inherited across exec, and a
+# suite started as a background job of a non-interactive shell (`.ci/run &`) runs with SIGINT
+# ignored from the start, which made the child sleep through the signal.
 signal.pthread_sigmask(signal.SIG_UNBLOCK, {{signal.SIGINT}})
 signal.signal(signal.SIGINT, signal.default_int_handler)
 from selfsup.data import store
