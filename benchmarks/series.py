@@ -93,6 +93,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report-only", action="store_true")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     results = Path(args.results)
@@ -117,11 +118,14 @@ def main(argv=None) -> int:
                     if (archive, unit) in done:
                         continue
                     if unit == "baselines":
-                        _append(log, _guard(archive, unit, lambda a=archive: baselines(a)))
+                        record = _guard(archive, unit, lambda a=archive: baselines(a))
                     else:
-                        _append(log, _guard(archive, unit, lambda a=archive, m=unit: run_method(a, m, args)))
+                        record = _guard(archive, unit, lambda a=archive, m=unit: run_method(a, m, args))
+                    _append(log, {**record, "argv": argv})
     rows = _read(log)
-    report = {"command": "python -m benchmarks.series " + " ".join(argv or []), "machine": machine()}
+    # The results file is filled by any number of invocations (each unit keeps its own argv); this
+    # command alone runs every unit still missing from it, or all of them into a fresh --results.
+    report = {"command": f"python -m benchmarks.series --date {args.date}", "machine": machine()}
     report["results"] = rows
     (results / f"series-{args.date}.json").write_text(json.dumps(report, indent=1))
     (results / "series.md").write_text(markdown(rows, report, methods, archives))
@@ -258,7 +262,9 @@ def markdown(rows: list[dict], report: dict, methods: list[str], archives: list[
     text = [
         "## Time series: SSL methods on the offline UCR/UEA archives (TS2Vec's SVM protocol)",
         "",
-        f"Command: `{report['command']}`. Machine: {report['machine']['processor']}, "
+        f"Command: `{report['command']}` (it runs whatever units the results file lacks; the file was filled "
+        "by several invocations in a cheapest-first order, each unit's own arguments are in the JSON). "
+        f"Machine: {report['machine']['processor']}, "
         f"{report['machine']['cpus']} CPUs, torch {report['machine']['torch']}, "
         f"{report['machine']['threads']} thread(s); {report['machine']['note']}.",
         "",
