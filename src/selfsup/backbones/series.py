@@ -116,6 +116,12 @@ class TS2VecEncoder(nn.Module):
     ``output_dim``, then dropout 0.1. Timestamps where any channel is NaN are zeroed after the
     projection, as the code does; outside each series' span outputs are zero after every layer.
     ``forward`` max-pools over the span (TS2Vec's ``encoding_window='full_series'``).
+
+    The random timestamp mask is TS2Vec's augmentation (Sec. 3.2), so only ``encode`` (the per-timestamp
+    path the TS2Vec method trains through) draws it; ``forward``, what the generic methods (SimCLR, BYOL,
+    VICReg, ...) train through, masks only when given a mask, so their views are the recipe's and no more.
+    ``mask_p`` is the probability that a timestamp is kept (TS2Vec's ``generate_binomial_mask(p)``): 0
+    masks every timestamp, 1 none.
     """
 
     timestep_features = True  # encode() keeps the time axis (TS2Vec's loss needs it)
@@ -163,7 +169,10 @@ class TS2VecEncoder(nn.Module):
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor | None = None, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Instance representation ``(B, D)``: the per-timestamp output max-pooled over the span."""
+        """Instance representation ``(B, D)``: the per-timestamp output max-pooled over the span; no
+        random timestamp mask unless ``mask`` is given (see the class docstring)."""
+        if mask is None:
+            mask = torch.ones(x.shape[0], x.shape[2], dtype=torch.bool, device=x.device)
         out = self.encode(x, mask, generator)
         inside = span_mask(x)[..., None]
         return out.masked_fill(~inside, float("-inf")).amax(dim=1)
@@ -537,7 +546,7 @@ class TS2VecOptions:
     output_dim: int = 320  # representation dimensions (TS2Vec --repr-dims)
     hidden: int = 64  # hidden dimensions
     depth: int = 10  # hidden residual blocks
-    mask_p: float = 0.5  # binomial timestamp-mask probability in training
+    mask_p: float = 0.5  # the probability that a timestamp is KEPT by TS2Vec's mask (its p); 1: no mask
 
 
 @dataclass

@@ -66,6 +66,19 @@ def test_ts2vec_training_mask_comes_from_the_generator():
     assert not torch.allclose(encoder.encode(x, generator=torch.Generator().manual_seed(2)), first)
 
 
+def test_ts2vec_instance_representation_draws_no_timestamp_mask_in_training():
+    # The mask is TS2Vec's own augmentation (encode); SimCLR and the other generic methods train through
+    # forward, whose views must be only the recipe's.
+    x = archive("GunPoint").train[:4]
+    encoder = TS2VecEncoder(1, output_dim=16, hidden=8, depth=2, dropout=0.0)
+    evaluated = encoder.eval()(x)
+    torch.testing.assert_close(encoder.train()(x), evaluated)
+    pooled = encoder.encode(x, generator=torch.Generator().manual_seed(1)).amax(dim=1)
+    assert not torch.allclose(pooled, evaluated)
+    given = torch.rand(4, x.shape[-1], generator=torch.Generator().manual_seed(3)) > 0.5
+    assert not torch.allclose(encoder(x, mask=given), evaluated)
+
+
 def test_masked_batchnorm_is_batchnorm_on_the_masked_positions():
     torch.manual_seed(0)
     x = torch.randn(4, 3, 10)
