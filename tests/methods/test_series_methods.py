@@ -55,6 +55,25 @@ def test_ts2vec_representations_come_from_the_running_mean_of_the_weights():
     assert out["features"].shape == (4, 16) and torch.isfinite(out["features"]).all()
 
 
+def test_ts2vec_trains_under_its_timestamp_mask_with_the_keep_probability():
+    # The method draws TS2Vec's mask (the encoder draws none): with mask_p 0 every projected timestamp
+    # is zeroed, so the loss cannot depend on the values; with 1 none is, and it does.
+    x = _gunpoint(6, 48)
+    other = x * 3.0 + 1.0
+    for p, reads in ((0.0, False), (1.0, True)):
+        method = _method("ts2vec", "ts2vec-encoder", {"output_dim": 16, "hidden": 8, "depth": 2, "mask_p": p})
+        method.backbone.repr_dropout.p = 0.0
+        losses = []
+        for series in (x, other):
+            torch.manual_seed(0)  # the same crops and masks for both
+            losses.append(method([series])["loss"].item())
+        assert (losses[0] != losses[1]) == reads, (p, losses)
+    # FCN takes no mask: TS2Vec trains it on the crops alone.
+    method = _method("ts2vec", "fcn", {})
+    torch.manual_seed(0)
+    assert torch.isfinite(method([x])["loss"])
+
+
 def test_ts2vec_on_variable_length_series_masks_the_padding_in_its_crops():
     if importlib.util.find_spec("aeon") is None:
         pytest.skip("aeon is not installed")

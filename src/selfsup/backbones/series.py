@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UsageError
-from ..modalities.series.ops import fft_magnitude, span_mask, timestamp_mask
+from ..modalities.series.ops import fft_magnitude, span_mask
 from .registry import Family, build_backbone, register
 
 # --------------------------------------------------------------------------- shared pieces
@@ -111,17 +111,16 @@ class _DilatedBlock(nn.Module):
 class TS2VecEncoder(nn.Module):
     """TS2Vec's encoder (Yue et al. 2022, arXiv:2106.10466, Sec. 3.1; code ``models/encoder.py``).
 
-    Input projection (linear, per timestamp), timestamp masking in training, ``depth`` residual blocks of
-    dilated convolutions (dilation ``2**i``, kernel 3, GELU, width ``hidden``) and one more block to
+    Input projection (linear, per timestamp), an optional timestamp mask on it, ``depth`` residual blocks
+    of dilated convolutions (dilation ``2**i``, kernel 3, GELU, width ``hidden``) and one more block to
     ``output_dim``, then dropout 0.1. Timestamps where any channel is NaN are zeroed after the
     projection, as the code does; outside each series' span outputs are zero after every layer.
     ``forward`` max-pools over the span (TS2Vec's ``encoding_window='full_series'``).
 
-    The random timestamp mask is TS2Vec's augmentation (Sec. 3.2), so only ``encode`` (the per-timestamp
-    path the TS2Vec method trains through) draws it; ``forward``, what the generic methods (SimCLR, BYOL,
-    VICReg, ...) train through, masks only when given a mask, so their views are the recipe's and no more.
-    ``mask_p`` is the probability that a timestamp is kept (TS2Vec's ``generate_binomial_mask(p)``): 0
-    masks every timestamp, 1 none.
+    The random timestamp mask is TS2Vec's augmentation (Sec. 3.2), so the TS2Vec method draws it (with
+    ``mask_p``, the probability that a timestamp is kept, TS2Vec's ``generate_binomial_mask(p)``: 0 masks
+    every timestamp, 1 none) and passes it in; the encoder itself draws nothing, in any mode, so the
+    generic methods (SimCLR, BYOL, VICReg, ...) see only their recipe's views and fine-tuning sees the data.
     """
 
     timestep_features = True  # encode() keeps the time axis (TS2Vec's loss needs it)
@@ -147,33 +146,24 @@ class TS2VecEncoder(nn.Module):
         )
         self.repr_dropout = nn.Dropout(dropout)
 
-    def encode(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Per-timestamp representation ``(B, T, D)``, zero outside each series' span.
 
-        ``mask``: ``(B, T)`` bool, False where the projected input is zeroed. ``None``: a binomial mask
-        (p ``mask_p``, drawn from ``generator``, or the default one) in training, nothing in evaluation.
+        ``mask``: ``(B, T)`` bool, False where the projected input is zeroed (TS2Vec's training mask,
+        drawn by the method); ``None``: only the timestamps with a NaN channel are.
         """
         span = _span(x)
         present = ~torch.isnan(x).any(dim=1)  # (B, T)
         h = self.input_fc(torch.nan_to_num(x).transpose(1, 2))
-        if mask is None and self.training:
-            mask = timestamp_mask(x.shape[0], x.shape[2], generator, self.mask_p, device=x.device)
         keep = present if mask is None else present & mask
         h = (h * keep[..., None]).transpose(1, 2)
         for block in self.blocks:
             h = block(h, span)
         return self.repr_dropout(h).transpose(1, 2)
 
-    def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Instance representation ``(B, D)``: the per-timestamp output max-pooled over the span; no
-        random timestamp mask unless ``mask`` is given (see the class docstring)."""
-        if mask is None:
-            mask = torch.ones(x.shape[0], x.shape[2], dtype=torch.bool, device=x.device)
-        out = self.encode(x, mask, generator)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Instance representation ``(B, D)``: the per-timestamp output max-pooled over the span."""
+        out = self.encode(x, mask)
         inside = span_mask(x)[..., None]
         return out.masked_fill(~inside, float("-inf")).amax(dim=1)
 

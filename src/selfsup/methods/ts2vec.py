@@ -2,7 +2,7 @@
 2022, AAAI, arXiv:2106.10466).
 
 Two overlapping random crops of each series (Sec. 3.2, "contextual consistency") go through the
-dilated-convolution encoder with random timestamp masking; on the timestamps the crops share, the
+dilated-convolution encoder under a random timestamp mask the method draws; on the timestamps the crops share, the
 hierarchical contrastive loss (Sec. 3.3, Algorithm 1) contrasts each timestamp against the other series
 of the batch (instance-wise) and against the other timestamps of its series (temporal), at every level
 of max-pooling by 2, with weight alpha = 0.5. Representations come from a running average of the
@@ -22,7 +22,7 @@ from torch import nn
 from ..errors import UsageError
 from ..losses.series import hierarchical_contrastive_loss
 from ..modalities.base import ViewPlan
-from ..modalities.series.ops import span_mask, ts2vec_crops
+from ..modalities.series.ops import span_mask, timestamp_mask, ts2vec_crops
 from .base import Method
 
 
@@ -70,14 +70,25 @@ class TS2Vec(Method):
         # Crop lengths and positions: the batch-wide integers from the CPU's default generator (they set
         # shapes; no device sync), the per-series offsets from the device's (Sec. 3.2, ts2vec.py fit).
         crops = ts2vec_crops(x, None, None, self.args.temporal_unit)
-        out1 = self.backbone.encode(crops.view1)
-        out2 = self.backbone.encode(crops.view2)
+        out1 = self._encode(crops.view1)
+        out2 = self._encode(crops.view2)
         z1, z2 = crops.overlapping(out1, out2)
         valid = torch.stack(crops.overlapping(span_mask(crops.view1)[..., None], span_mask(crops.view2)[..., None]))
         mask = valid.all(dim=0)[..., 0]  # data in both crops (a shorter series' padding is not)
         loss = hierarchical_contrastive_loss(z1, z2, self.args.alpha, self.args.temporal_unit, mask)
         pooled = out1.masked_fill(~span_mask(crops.view1)[..., None], float("-inf")).amax(dim=1)
         return {"loss": loss, "features": torch.nan_to_num(pooled, neginf=0.0).detach()}
+
+    def _encode(self, view: torch.Tensor) -> torch.Tensor:
+        """The backbone's per-timestamp output under TS2Vec's random timestamp mask (Sec. 3.2, the code's
+        ``generate_binomial_mask``, keep probability ``model.mask_p``) from the device's default
+        generator, for the encoders that take one (``ts2vec-encoder``); FCN and ResNet1D get none. Each
+        crop's mask is drawn just before its pass, so the random stream is the one the encoder drew from
+        when it masked itself."""
+        p = getattr(self.backbone, "mask_p", None)
+        if p is None:
+            return self.backbone.encode(view)
+        return self.backbone.encode(view, timestamp_mask(view.shape[0], view.shape[2], None, p, device=view.device))
 
     @torch.no_grad()
     def after_step(self, step: int, total_steps: int) -> dict:

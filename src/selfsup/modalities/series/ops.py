@@ -110,10 +110,15 @@ def take_windows(x: torch.Tensor, start: torch.Tensor, width: int) -> torch.Tens
 
 
 def timestamp_mask(
-    batch: int, length: int, generator: torch.Generator, p: float = 0.5, device: torch.device | str | None = None
+    batch: int,
+    length: int,
+    generator: torch.Generator | None,
+    p: float = 0.5,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """TS2Vec's binomial timestamp mask (Sec. 3.2, ``encoder.py`` ``generate_binomial_mask``): ``(B, T)``,
-    True (kept) with probability ``p``. The encoder zeroes the input projection where it is False."""
+    True (kept) with probability ``p``, from ``generator`` (``None``: the device's default one). The
+    encoder zeroes the input projection where it is False."""
     return torch.rand((batch, length), generator=generator, device=device) < p
 
 
