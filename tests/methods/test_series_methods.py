@@ -68,6 +68,15 @@ def test_ts2vec_trains_under_its_timestamp_mask_with_the_keep_probability():
             torch.manual_seed(0)  # the same crops and masks for both
             losses.append(method([series])["loss"].item())
         assert (losses[0] != losses[1]) == reads, (p, losses)
+    # The mask comes from the default generator, as the crops do: the same seed draws it again, another
+    # seed does not (what the encoder's own generator argument promised before the method drew it).
+    method = _method("ts2vec", "ts2vec-encoder", {"output_dim": 16, "hidden": 8, "depth": 2})
+    method.backbone.repr_dropout.p = 0.0
+    seeded = []
+    for seed in (1, 1, 2):
+        torch.manual_seed(seed)
+        seeded.append(method([x])["loss"].item())
+    assert seeded[0] == seeded[1] and seeded[0] != seeded[2], seeded
     # FCN takes no mask: TS2Vec trains it on the crops alone.
     method = _method("ts2vec", "fcn", {})
     torch.manual_seed(0)

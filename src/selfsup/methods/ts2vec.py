@@ -2,8 +2,8 @@
 2022, AAAI, arXiv:2106.10466).
 
 Two overlapping random crops of each series (Sec. 3.2, "contextual consistency") go through the
-dilated-convolution encoder under a random timestamp mask the method draws; on the timestamps the crops share, the
-hierarchical contrastive loss (Sec. 3.3, Algorithm 1) contrasts each timestamp against the other series
+dilated-convolution encoder under a random timestamp mask the method draws; on the timestamps the
+crops share, the hierarchical contrastive loss (Sec. 3.3, Algorithm 1) contrasts each timestamp against the other series
 of the batch (instance-wise) and against the other timestamps of its series (temporal), at every level
 of max-pooling by 2, with weight alpha = 0.5. Representations come from a running average of the
 encoder's weights (the code's ``torch.optim.swa_utils.AveragedModel``), max-pooled over time.
