@@ -3,7 +3,7 @@
     git -C MIRROR archive b0088e1 | tar -x -C /tmp/ts2vec-ref     # the authors' repository, unmodified
     python -m benchmarks.peer_ts2vec --reference /tmp/ts2vec-ref --parts equivalence
     python -m benchmarks.peer_ts2vec --reference /tmp/ts2vec-ref --parts accuracy --archives A,B [--ours-from F]
-    python -m benchmarks.peer_ts2vec --reference /tmp/ts2vec-ref --parts speed --archives A --steps 40
+    python -m benchmarks.peer_ts2vec --reference /tmp/ts2vec-ref --parts step,speed --archives A --steps 40
     python -m benchmarks.peer_ts2vec --report-only --date D
 
 Three parts, each appended as rows to ``<results>/peer-ts2vec-<date>.jsonl``:
@@ -16,6 +16,8 @@ Three parts, each appended as rows to ``<results>/peer-ts2vec-<date>.jsonl``:
   rule), on the arrays selfsup loads (normalised as their ``datautils`` does), beside selfsup's
   ``ts2vec-ucr`` under the same SVM protocol: trained here, or read from a series benchmark file
   (``--ours-from``, seed 0 only).
+- ``step``: the maths of one step alone (the encoder on two full-length views, the loss, backward)
+  for both, with the same weights and batch, interleaved in this process.
 - ``speed``: seconds per training step of both over the same number of steps on one archive (their
   ``fit`` with ``n_iters``; selfsup's ``train`` with ``data.options.iterations``, its diagnostics, kNN
   monitor and checkpoints off), one after the other in this process. A ratio, not a speed claim, unless
@@ -40,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from .series import _read, run_method
 
 
 def _reference(path: str):
@@ -122,6 +126,47 @@ def equivalence(ref, archive: str) -> dict:
     }
 
 
+def step_time(ref, archive: str, repeats: int = 5, inner: int = 5) -> dict:
+    """Two full-length views through the encoder, the loss and backward, with the same weights and the
+    same batch on both sides, interleaved (best of ``repeats`` rounds of ``inner`` calls each): the
+    maths alone, without either training loop."""
+    _, TSEncoder, ref_loss, _ = ref
+    from selfsup.backbones.series import TS2VecEncoder
+    from selfsup.losses.series import hierarchical_contrastive_loss
+
+    torch.manual_seed(0)
+    x = _load(archive)[0][:8].clone()
+    theirs = TSEncoder(input_dims=x.shape[1], output_dims=320)
+    ours = TS2VecEncoder(x.shape[1], 320)
+    _copy_weights(ours, theirs)
+    valid = torch.ones(x.shape[0], x.shape[2], dtype=torch.bool)
+
+    def run_theirs():
+        a, b = (theirs(x.transpose(1, 2).clone(), mask="all_true") for _ in range(2))
+        ref_loss(a, b).backward()
+
+    def run_ours():  # the masked loss: the path the TS2Vec method takes
+        a, b = (ours.encode(x, valid) for _ in range(2))
+        hierarchical_contrastive_loss(a, b, mask=valid).backward()
+
+    best = {"reference": float("inf"), "selfsup": float("inf")}
+    run_theirs(), run_ours()  # warm-up
+    for _ in range(repeats):
+        for name, fn in (("reference", run_theirs), ("selfsup", run_ours)):
+            start = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            best[name] = min(best[name], (time.perf_counter() - start) / inner)
+    return {
+        "part": "step",
+        "archive": archive,
+        "length": x.shape[2],
+        "reference_seconds": round(best["reference"], 4),
+        "selfsup_seconds": round(best["selfsup"], 4),
+        "ratio": round(best["selfsup"] / best["reference"], 3),
+    }
+
+
 def reference_run(ref, archive: str, seed: int, iterations: int | None = None) -> dict:
     TS2Vec, _, _, eval_classification = ref
     xtr, ytr, xte, yte = _load(archive)
@@ -150,36 +195,22 @@ def reference_run(ref, archive: str, seed: int, iterations: int | None = None) -
 
 
 def ours_run(archive: str, seed: int, runs: Path, iterations: int | None = None) -> dict:
-    from selfsup.config import build_config
-    from selfsup.evaluate.run import evaluate_run
-    from selfsup.training import train
-
-    out = runs / f"ours-{archive}-{seed}-{iterations or 'rule'}"
-    sets = ["train.threads=1", f"seed={seed}"]
-    if iterations is not None:  # a timing: nothing the authors' fit does not do
-        sets += [
-            f"data.options.iterations={iterations}",
-            "train.knn_every=0",
-            "eval.online=false",
-            "eval.diagnose_every=0",
-            "train.checkpoint_every=100000",
-            "train.log_every=1",  # a timestamp per step, as the reference's after_iter_callback gives
-        ]
-    cfg = build_config("ts2vec-ucr", sets, data=f"ucr:{archive}", device="cpu")
-    start = time.perf_counter()
-    summary = train(cfg, out=out)
-    ticks = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    ticks = [e["time"] for e in ticks if e.get("event") == "step"]
-    row = {
-        "median_step_seconds": _median_step(ticks) if iterations is not None else None,
-        "steps": summary.get("epochs", 0) * summary.get("steps_per_epoch", 0),
-        "train_seconds": round(time.perf_counter() - start, 2),
-    }
+    """selfsup's ``ts2vec-ucr`` as the series benchmark trains and scores it; with ``iterations``, a
+    timing run: that many steps, with nothing the authors' ``fit`` does not do, and no evaluation."""
+    opts = argparse.Namespace(runs=str(runs), threads=1, seed=seed)
     if iterations is None:
-        start = time.perf_counter()
-        result = evaluate_run(out, protocols=["svm"], raw=False, device="cpu")
-        row |= {"svm_top1": result["svm_top1"], "eval_seconds": round(time.perf_counter() - start, 1)}
-    return row
+        return run_method(archive, "ts2vec", opts)
+    sets = (
+        f"data.options.iterations={iterations}",
+        "train.knn_every=0",
+        "eval.online=false",
+        "eval.diagnose_every=0",
+        "train.checkpoint_every=100000",
+        "train.log_every=1",  # a timestamp per step, as the reference's after_iter_callback gives
+    )
+    row = run_method(archive, "ts2vec", opts, sets, evaluate=False)
+    ticks = [e["time"] for e in _read(runs / f"ts2vec-{archive}" / "metrics.jsonl") if e.get("event") == "step"]
+    return {**row, "median_step_seconds": _median_step(ticks)}
 
 
 def _median_step(ticks: list[float]) -> float | None:
@@ -189,7 +220,7 @@ def _median_step(ticks: list[float]) -> float | None:
 
 
 def _ours_from(path: str, archive: str) -> dict | None:
-    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    rows = _read(Path(path))
     rows = [r for r in rows if r.get("archive") == archive and r.get("unit") == "ts2vec" and "error" not in r]
     if not rows:
         return None
@@ -229,6 +260,12 @@ def report(rows: list[dict]) -> str:
             )
         ref, our = np.mean(means, axis=0)
         lines.append(f"| mean of {len(means)} | | {ref:.3f} | {our:.3f} | {100 * (our - ref):+.1f} | | |")
+    for r in (r for r in rows if r["part"] == "step"):
+        lines.append(
+            f"- step maths on {r['archive']} (length {r['length']}, batch 8): encoder on two views, loss, "
+            f"backward: {r['reference_seconds']} s (authors' code) and {r['selfsup_seconds']} s (selfsup), "
+            f"ratio {r['ratio']}"
+        )
     for r in (r for r in rows if r["part"] == "speed"):
         ref, our = r["reference"], r["selfsup"]
         lines.append(
@@ -244,7 +281,7 @@ def report(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--reference", help="a checkout of github.com/yuezhihan/ts2vec")
-    p.add_argument("--parts", default="equivalence", help="equivalence,accuracy,speed")
+    p.add_argument("--parts", default="equivalence", help="equivalence,accuracy,step,speed")
     p.add_argument("--archives", default="GunPoint")
     p.add_argument("--seeds", default="0")
     p.add_argument("--steps", type=int, default=40, help="speed: training steps each")
@@ -256,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     log = Path(args.results) / f"peer-ts2vec-{args.date}.jsonl"
     if args.report_only:
-        print(report([json.loads(line) for line in log.read_text().splitlines() if line.strip()]))
+        print(report(_read(log)))
         return 0
     torch.set_num_threads(args.threads)
     # The reference's SVM grid passes SVC(probability=False), which scikit-learn 1.9 warns about
@@ -287,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
                 ours = _ours_from(args.ours_from, archive) if args.ours_from and seed == 0 else None
                 ours = ours or ours_run(archive, seed, runs)
                 emit({"part": "accuracy", "archive": archive, "seed": seed, "reference": theirs, "selfsup": ours})
+            if "step" in parts:
+                emit(step_time(ref, archive))
             if "speed" in parts:
                 theirs = reference_run(ref, archive, 0, args.steps)
                 ours = ours_run(archive, 0, runs, args.steps)

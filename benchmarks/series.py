@@ -143,28 +143,34 @@ def baselines(archive: str) -> dict:
     return out
 
 
-def run_method(archive: str, method: str, args) -> dict:
+def run_method(archive: str, method: str, args, sets: tuple[str, ...] = (), evaluate: bool = True) -> dict:
+    """Train ``<method>-ucr`` on one archive into ``<args.runs>/<method>-<archive>`` (``sets``: more
+    ``--set`` overrides) and, with ``evaluate``, score it under the SVM protocol."""
     out = Path(args.runs) / f"{method}-{archive}"
     if out.exists():  # an interrupted unit starts again from nothing
         import shutil
 
         shutil.rmtree(out)
-    sets = [f"train.threads={args.threads}", f"seed={args.seed}"]
+    sets = [f"train.threads={args.threads}", f"seed={args.seed}", *sets]
     cfg = build_config(f"{method}-ucr", sets, data=f"ucr:{archive}", device="cpu")
     start = time.perf_counter()
     summary = train(cfg, out=out)
-    train_wall = time.perf_counter() - start
+    row = {
+        "knn_top1": summary.get("knn_top1"),
+        "epochs": summary.get("epochs"),
+        "steps": summary.get("epochs", 0) * summary.get("steps_per_epoch", 0),
+        "batch_size": summary.get("batch_size"),
+        "train_seconds": round(time.perf_counter() - start, 1),
+    }
+    if not evaluate:
+        return row
     start = time.perf_counter()
     result = evaluate_run(out, protocols=["svm"], raw=False, device="cpu")
     return {
         "svm_top1": result["svm_top1"],
         "svm_C": result["svm"].get("C"),
-        "knn_top1": summary.get("knn_top1"),
-        "epochs": summary.get("epochs"),
-        "steps": summary.get("epochs", 0) * summary.get("steps_per_epoch", 0),
-        "batch_size": summary.get("batch_size"),
+        **row,
         "feature_dim": result["data"]["feature_dim"],
-        "train_seconds": round(train_wall, 1),
         "eval_seconds": round(time.perf_counter() - start, 1),
     }
 
