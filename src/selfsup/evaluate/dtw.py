@@ -3,10 +3,10 @@
 DTW is the standard recurrence ``D[i, j] = c(i, j) + min(D[i-1, j], D[i, j-1], D[i-1, j-1])`` with
 ``c`` the squared Euclidean distance between the two series' channel vectors at ``i`` and ``j``
 (dependent DTW for multivariate series), optionally inside a Sakoe-Chiba band ``|i - j| <= window``
-(Sakoe & Chiba 1978). It runs one row ``i`` at a time for every pair of a chunk at once: with
-``a_j = min(D[i-1, j], D[i-1, j-1])`` and the row's prefix sums ``S_j = c(i, 0) + ... + c(i, j)``, the
-row is ``D[i, j] = S_j + min_{k <= j} (a_k - S_{k-1})``, a cumulative minimum; so the Python loop runs
-over the rows of the longer series, never over pairs or cells. Series keep their own lengths (NaN
+(Sakoe & Chiba 1978). It runs one anti-diagonal ``i + j = d`` at a time for every pair of a chunk at
+once (the cells of a diagonal depend only on the two before it), so the Python loop runs over the
+``Ta + Tb - 1`` diagonals, never over pairs or cells, and each diagonal is five vector passes over its
+cells. Series keep their own lengths (NaN
 padding after the end is never read): the distance of series of lengths ``n`` and ``m`` is
 ``sqrt(D[n-1, m-1])``, and with unequal lengths the band is widened to ``|n - m|`` so a path exists.
 Chunks hold series of similar lengths, cut to the longest among them.
@@ -37,35 +37,48 @@ def dtw_paired(
     (a row or column past a series' end never feeds the cell its distance is read from)."""
     assert a.shape[:2] == b.shape[:2], (a.shape, b.shape)
     pairs, channels, len_a = a.shape
+    len_b = b.shape[2]
     la = series_lengths(a) if lengths_a is None else lengths_a
     lb = series_lengths(b) if lengths_b is None else lengths_b
-    a, b = torch.nan_to_num(a).to(dtype), torch.nan_to_num(b).to(dtype)
-    cols = torch.arange(b.shape[2], device=a.device)
-    band = None if window is None else torch.maximum(torch.as_tensor(window, device=a.device), (la - lb).abs())[:, None]
-    inf = torch.tensor(float("inf"), dtype=dtype, device=a.device)
-    end = (lb - 1).clamp(min=0)[:, None]
-    result = torch.full((pairs,), float("inf"), dtype=dtype, device=a.device)
-    shifted_s = torch.zeros_like(b[:, 0])
-    reach = torch.empty_like(b[:, 0])
-    previous = None
-    for i in range(len_a):
-        cost = (a[:, :, i : i + 1] - b).pow_(2).sum(dim=1) if channels > 1 else (a[:, 0, i : i + 1] - b[:, 0]).pow_(2)
-        if band is not None:
-            cost = torch.where((cols - i).abs() <= band, cost, 0.0)  # outside the band: never on a path (below)
-        s = cost.cumsum(dim=1)
-        if previous is None:
-            row = s
+    a = torch.nan_to_num(a).to(dtype)
+    b_rev = torch.nan_to_num(b).to(dtype).flip(-1)  # b[d - i] = b_rev[len_b - 1 - d + i]: contiguous in i
+    if channels == 1:
+        a, b_rev = a[:, 0], b_rev[:, 0]
+    inf = float("inf")
+    # Three anti-diagonals in turn, cell i of each at index i + 1; index 0 and the index past a
+    # diagonal's last cell hold inf, so a cell outside the previous diagonals is never a predecessor.
+    diagonals = [torch.full((pairs, len_a + 2), inf, dtype=dtype, device=a.device) for _ in range(3)]
+    band = widest = rows = None
+    if window is not None:
+        band = torch.maximum(torch.as_tensor(window, device=a.device), (la - lb).abs())[:, None]
+        widest, rows = int(band.max()), torch.arange(len_a, device=a.device)
+    end_diagonal, end_index = la + lb - 2, la[:, None]  # D[la - 1, lb - 1]
+    result = torch.full((pairs,), inf, dtype=dtype, device=a.device)
+    for d in range(len_a + len_b - 1):
+        current, previous, before = diagonals[d % 3], diagonals[(d - 1) % 3], diagonals[(d - 2) % 3]
+        lo, hi = max(0, d - len_b + 1), min(d, len_a - 1)
+        if widest is not None:  # |i - j| = |2i - d| <= the widest band of the chunk
+            lo, hi = max(lo, (d - widest + 1) // 2), min(hi, (d + widest) // 2)
+            if lo > hi:  # no cell of this diagonal is inside any band
+                current.fill_(inf)
+                continue
+        s = len_b - 1 - d
+        if channels == 1:
+            cost = (a[:, lo : hi + 1] - b_rev[:, s + lo : s + hi + 1]).pow_(2)
         else:
-            torch.minimum(previous[:, 1:], previous[:, :-1], out=reach[:, 1:])
-            reach[:, 0] = previous[:, 0]
-            if band is not None:
-                reach = torch.where(cols >= i - band, reach, inf)
-            shifted_s[:, 1:] = s[:, :-1]
-            row = s + torch.cummin(reach - shifted_s, dim=1).values
+            cost = (a[:, :, lo : hi + 1] - b_rev[:, :, s + lo : s + hi + 1]).pow_(2).sum(dim=1)
+        cells = current[:, lo + 1 : hi + 2]
+        if d == 0:
+            cells.copy_(cost)
+        else:  # D[i, j] = c(i, j) + min(D[i-1, j], D[i, j-1], D[i-1, j-1])
+            best = torch.minimum(previous[:, lo : hi + 1], previous[:, lo + 1 : hi + 2])
+            torch.minimum(best, before[:, lo : hi + 1], out=best)
+            torch.add(cost, best, out=cells)
         if band is not None:
-            row = torch.where(cols <= i + band, row, inf)
-        result = torch.where(la - 1 == i, row.gather(1, end)[:, 0], result)
-        previous = row
+            cells.masked_fill_((2 * rows[lo : hi + 1] - d).abs() > band, inf)
+        current[:, lo] = inf
+        current[:, hi + 2] = inf
+        result = torch.where(end_diagonal == d, current.gather(1, end_index)[:, 0], result)
     return result.sqrt().float()
 
 
@@ -80,8 +93,8 @@ def dtw_matrix(
     """All DTW distances ``(Nq, Nr)``, in blocks of about ``chunk_pairs`` pairs of series of similar
     lengths (sorted by length), each block cut to its longest series.
 
-    By default a block on the CPU holds about 2^19 cells per row of the recurrence (2 MiB of float32,
-    so a row's dozen passes stay in cache: ``benchmarks/dtw_speed.py`` measures the gain over one
+    By default a block on the CPU holds about ``2^19 / T`` pairs of series of length up to ``T``, so
+    what a diagonal's passes touch stays in cache (``benchmarks/dtw_speed.py`` times it against one
     large block); on an accelerator it holds 2^15 pairs, to keep the device busy."""
     nq, nr = len(queries), len(references)
     lq = series_lengths(queries) if query_lengths is None else query_lengths
