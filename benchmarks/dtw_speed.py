@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import time
 from datetime import date
 from pathlib import Path
@@ -53,6 +54,15 @@ def _variants():
     return out
 
 
+def _commit() -> str:
+    """The commit of the selfsup that is timed (a worktree of an older one can be timed beside)."""
+    import selfsup  # noqa: PLC0415
+
+    where = Path(selfsup.__file__).parent
+    done = subprocess.run(["git", "-C", str(where), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
+
+
 def run(args) -> list[dict]:
     from selfsup.modalities.series.sources import load_ucr
 
@@ -77,6 +87,7 @@ def run(args) -> list[dict]:
         ours = results["selfsup"]
         row = {
             "archive": archive,
+            "commit": _commit(),
             "queries": len(queries),
             "references": len(references),
             "length": queries.shape[-1],
@@ -102,15 +113,16 @@ def run(args) -> list[dict]:
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| archive | pairs x length² | selfsup (M cells/s) | one block (M cells/s) | aeon, numba (M cells/s) "
-        "| selfsup / aeon time | load at start |",
-        "|---|---|---|---|---|---|---|",
+        "| archive | selfsup commit | pairs x length² | selfsup (M cells/s) | one block (M cells/s) "
+        "| aeon, numba (M cells/s) | selfsup / aeon time | load at start |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         c, s = r["cells_per_second"], r["seconds"]
         ratio = f"{s['selfsup'] / s['aeon']:.2f}" if "aeon" in s else "-"
         lines.append(
-            f"| {r['archive']} | {r['queries']}x{r['references']} x {r['length']}² | {c['selfsup'] / 1e6:.1f} "
+            f"| {r['archive']} | {r.get('commit', '-')} | {r['queries']}x{r['references']} x {r['length']}² "
+            f"| {c['selfsup'] / 1e6:.1f} "
             f"| {c['selfsup-one-block'] / 1e6:.1f} | {c['aeon'] / 1e6 if 'aeon' in c else float('nan'):.1f} "
             f"| {ratio} | {r['load_average_at_start']} |"
         )
