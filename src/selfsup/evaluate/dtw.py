@@ -90,32 +90,42 @@ def dtw_matrix(
     query_lengths: torch.Tensor | None = None,
     reference_lengths: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """All DTW distances ``(Nq, Nr)``, in blocks of about ``chunk_pairs`` pairs of series of similar
-    lengths (sorted by length), each block cut to its longest series.
+    """All DTW distances ``(Nq, Nr)``, in blocks of series of similar lengths (both sides sorted by
+    length), each block cut to its longest series.
 
-    By default a block on the CPU holds about ``2^19 / T`` pairs of series of length up to ``T``, so
-    what a diagonal's passes touch stays in cache (``benchmarks/dtw_speed.py`` times it against one
-    large block); on an accelerator it holds 2^15 pairs, to keep the device busy."""
+    A block holds ``chunk_pairs`` pairs when given. By default, on the CPU, a block holds about
+    ``2^19 / T`` pairs of series up to ``T`` long (so what a diagonal's passes touch stays in cache,
+    and short series come in many pairs at once; ``benchmarks/dtw_speed.py`` times it against one
+    large block); on an accelerator, 2^15 pairs, to keep the device busy."""
     nq, nr = len(queries), len(references)
     lq = series_lengths(queries) if query_lengths is None else query_lengths
     lr = series_lengths(references) if reference_lengths is None else reference_lengths
     out = torch.empty((nq, nr), device=queries.device)
-    if chunk_pairs is None:
-        longest = int(lr.max().clamp(min=1)) if nr else 1
-        chunk_pairs = 1 << 15 if queries.device.type != "cpu" else max(64, (1 << 19) // longest)
     q_order, r_order = lq.argsort(), lr.argsort()
-    per_ref = min(nr, 256, chunk_pairs)
-    per_query = max(1, chunk_pairs // per_ref)
-    for qs in range(0, nq, per_query):
-        qi = q_order[qs : qs + per_query]
-        q_len = int(lq[qi].max().clamp(min=1))
-        for rs in range(0, nr, per_ref):
-            ri = r_order[rs : rs + per_ref]
-            r_len = int(lr[ri].max().clamp(min=1))
+    lq_sorted = lq[q_order].clamp(min=1).tolist()
+    cells = 1 << 19 if queries.device.type == "cpu" else None
+
+    def pairs_for(length: int) -> int:
+        if chunk_pairs is not None:
+            return chunk_pairs
+        return max(64, cells // length) if cells is not None else 1 << 15
+
+    per_ref = 256 if chunk_pairs is None else max(1, min(256, chunk_pairs))
+    for rs in range(0, nr, per_ref):
+        ri = r_order[rs : rs + per_ref]
+        r_len = int(lr[ri].max().clamp(min=1))
+        qs = 0
+        while qs < nq:
+            per_query = max(1, pairs_for(max(r_len, lq_sorted[qs])) // len(ri))
+            # the block's longest query may be longer than its first: size the block for it
+            per_query = max(1, pairs_for(max(r_len, lq_sorted[min(qs + per_query, nq) - 1])) // len(ri))
+            qi = q_order[qs : qs + per_query]
+            q_len = int(lq_sorted[min(qs + per_query, nq) - 1])
             left = queries[qi, :, :q_len].repeat_interleave(len(ri), dim=0)
             right = references[ri, :, :r_len].repeat(len(qi), 1, 1)
             d = dtw_paired(left, right, window, lq[qi].repeat_interleave(len(ri)), lr[ri].repeat(len(qi)))
             out[qi[:, None], ri[None, :]] = d.view(len(qi), len(ri))
+            qs += per_query
     return out
 
 
