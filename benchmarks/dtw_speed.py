@@ -1,14 +1,15 @@
 """Speed of selfsup's batched DTW (the 1-NN DTW baseline) against a compiled peer, on real archives.
 
-    pip install numba   # aeon's distances are numba-compiled; aeon itself ships with the series extra
+    pip install aeon==1.6.0 numba   # the peer: aeon's distances are numba-compiled
     python -m benchmarks.dtw_speed --archives GunPoint,OSULeaf,ACSF1 --queries 16
     python -m benchmarks.dtw_speed --report-only --date D
 
 For each archive, the first ``--queries`` test series against every training series, full window, one
-thread each, interleaved ``--repeats`` times in this process:
+thread each, interleaved ``--repeats`` times in this process (series of unequal lengths at their own
+lengths, the cells counted as each pair's n * m):
 
-- ``selfsup``: ``dtw_matrix`` with its default blocks (on the CPU about 2^19 cells per row of the
-  recurrence, so a row's passes stay in cache);
+- ``selfsup``: ``dtw_matrix`` with its default blocks (on the CPU about ``2^19 / T`` pairs of series
+  up to ``T`` long, so a diagonal's passes stay in cache);
 - ``selfsup-one-block``: the same code with blocks of 2^15 pairs (the default before the cache rule);
 - ``aeon``: ``aeon.distances.dtw_pairwise_distance`` (aeon 1.6, numba), a per-pair compiled loop, as the
   ceiling a compiled CPU DTW reaches. Its distance is the squared one; its square root is compared with
@@ -48,10 +49,19 @@ def _variants():
         print(f"aeon's compiled DTW unavailable ({e}); pip install numba aeon to time the peer")
     else:
         dtw_pairwise_distance(torch.randn(2, 1, 8).double().numpy(), torch.randn(2, 1, 8).double().numpy())  # compile
-        out["aeon"] = lambda q, r: torch.from_numpy(
-            dtw_pairwise_distance(q.double().numpy(), r.double().numpy())
-        ).sqrt()
+        out["aeon"] = lambda q, r: torch.from_numpy(dtw_pairwise_distance(_unpadded(q), _unpadded(r))).sqrt()
     return out
+
+
+def _unpadded(x: torch.Tensor):
+    """aeon's input: one ``(N, C, T)`` array, or for unequal lengths a list of ``(C, length)`` arrays
+    without their NaN padding."""
+    from selfsup.evaluate.dtw import series_lengths
+
+    lengths = series_lengths(x)
+    if bool((lengths == x.shape[-1]).all()):
+        return x.double().numpy()
+    return [s[:, :n].double().numpy() for s, n in zip(x, lengths.tolist(), strict=True)]
 
 
 def _commit() -> str:
@@ -72,10 +82,9 @@ def run(args) -> list[dict]:
     for archive in args.archives.split(","):
         data = load_ucr(archive)
         queries, references = data.test[: args.queries].contiguous(), data.train.contiguous()
-        if torch.isnan(queries).any() or torch.isnan(references).any():
-            print(f"{archive}: variable lengths, skipped (the peer is timed on equal lengths only)")
-            continue
-        cells = len(queries) * len(references) * queries.shape[-1] * references.shape[-1]
+        from selfsup.evaluate.dtw import series_lengths
+
+        cells = int(series_lengths(queries).sum()) * int(series_lengths(references).sum())  # sum of n * m
         seconds = {name: [] for name in variants}
         results = {}
         load = os.getloadavg()[0]
@@ -90,7 +99,7 @@ def run(args) -> list[dict]:
             "commit": _commit(),
             "queries": len(queries),
             "references": len(references),
-            "length": queries.shape[-1],
+            "length": queries.shape[-1],  # the longest; cells counts each pair's own n * m
             "channels": queries.shape[1],
             "cells": cells,
             "load_average_at_start": round(load, 2),
