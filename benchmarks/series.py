@@ -92,6 +92,9 @@ def main(argv=None) -> int:
     p.add_argument("--date", default=date.today().isoformat(), help="which results file to continue or report")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--device", default="cpu", help="cpu or cuda; rows say where they ran, the report marks non-CPU ones"
+    )
     p.add_argument("--report-only", action="store_true")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
@@ -118,7 +121,7 @@ def main(argv=None) -> int:
                     if (archive, unit) in done:
                         continue
                     if unit == "baselines":
-                        record = _guard(archive, unit, lambda a=archive: baselines(a))
+                        record = _guard(archive, unit, lambda a=archive: baselines(a, args.device))
                     else:
                         record = _guard(archive, unit, lambda a=archive, m=unit: run_method(a, m, args))
                     _append(log, {**record, "argv": argv})
@@ -133,14 +136,19 @@ def main(argv=None) -> int:
     return 0
 
 
-def baselines(archive: str) -> dict:
+def baselines(archive: str, device: str = "cpu") -> dict:
     data = load_ucr(archive)
+    train, test = data.train.to(device), data.test.to(device)
     out = {}
     for metric in ("euclidean", "dtw"):
         start = time.perf_counter()
-        out[metric] = nearest_neighbour_accuracy(data.train, data.train_labels, data.test, data.test_labels, metric)
-        out[f"{metric}_seconds"] = round(time.perf_counter() - start, 1)
-    return out
+        out[metric] = nearest_neighbour_accuracy(train, data.train_labels, test, data.test_labels, metric)
+        out[f"{metric}_seconds"] = round(time.perf_counter() - start, 1)  # .item() inside waited for the device
+    return {**out, "device": _device_name(device)}
+
+
+def _device_name(device: str) -> str:
+    return torch.cuda.get_device_name(torch.device(device)) if torch.device(device).type == "cuda" else "cpu"
 
 
 def run_method(archive: str, method: str, args, sets: tuple[str, ...] = (), evaluate: bool = True) -> dict:
@@ -151,8 +159,9 @@ def run_method(archive: str, method: str, args, sets: tuple[str, ...] = (), eval
         import shutil
 
         shutil.rmtree(out)
+    device = getattr(args, "device", "cpu")
     sets = [f"train.threads={args.threads}", f"seed={args.seed}", *sets]
-    cfg = build_config(f"{method}-ucr", sets, data=f"ucr:{archive}", device="cpu")
+    cfg = build_config(f"{method}-ucr", sets, data=f"ucr:{archive}", device=device)
     start = time.perf_counter()
     summary = train(cfg, out=out)
     row = {
@@ -161,11 +170,12 @@ def run_method(archive: str, method: str, args, sets: tuple[str, ...] = (), eval
         "steps": summary.get("epochs", 0) * summary.get("steps_per_epoch", 0),
         "batch_size": summary.get("batch_size"),
         "train_seconds": round(time.perf_counter() - start, 1),
+        "device": _device_name(device),
     }
     if not evaluate:
         return row
     start = time.perf_counter()
-    result = evaluate_run(out, protocols=["svm"], raw=False, device="cpu")
+    result = evaluate_run(out, protocols=["svm"], raw=False, device=device)
     return {
         "svm_top1": result["svm_top1"],
         "svm_C": result["svm"].get("C"),
@@ -225,6 +235,11 @@ def _fmt(v, digits: int = 3) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
+def _elsewhere(row: dict) -> str:
+    """The mark of a unit that ran on another device than these CPUs (rows before 2026-11-30 ran here)."""
+    return "" if row.get("device", "cpu") == "cpu" else " (G)"
+
+
 def markdown(rows: list[dict], report: dict, methods: list[str], archives: list[str]) -> str:
     latest = _latest(rows)
     errors = [r for r in rows if "error" in r and (r["archive"], r["unit"]) not in latest]
@@ -236,7 +251,8 @@ def markdown(rows: list[dict], report: dict, methods: list[str], archives: list[
         base = latest.get((archive, "baselines"), {})
         cells = [latest.get((archive, m), {}).get("svm_top1") for m in methods]
         cells += [base.get("euclidean"), base.get("dtw"), *PAPER.get(archive, (None, None))]
-        lines.append("| " + " | ".join([archive] + [_fmt(c) for c in cells]) + " |")
+        marks = [_elsewhere(latest.get((archive, m), {})) for m in methods] + [_elsewhere(base)] * 2 + ["", ""]
+        lines.append("| " + " | ".join([archive] + [_fmt(c) + k for c, k in zip(cells, marks)]) + " |")
         if all(c is not None for c in cells[: len(methods) + 2]):
             complete.append(archive)
             for h, c in zip(head[1:], cells):
@@ -265,6 +281,7 @@ def markdown(rows: list[dict], report: dict, methods: list[str], archives: list[
             )
             + " |"
         )
+    devices = sorted({r["device"] for r in latest.values() if r.get("device", "cpu") != "cpu"})
     text = [
         "## Time series: SSL methods on the offline UCR/UEA archives (TS2Vec's SVM protocol)",
         "",
@@ -278,6 +295,7 @@ def markdown(rows: list[dict], report: dict, methods: list[str], archives: list[
         "method's frozen encoder, trained with its shipped `<method>-ucr` recipe (TS2Vec's budget: 200 "
         "steps, 600 above 100,000 values); 1-NN on the raw series (DTW with a full window). "
         f"Paper columns: {PAPER_SOURCE}.",
+        *(["", f"(G): trained and evaluated on {', '.join(devices)}, not on these CPUs."] if devices else []),
         "",
         *lines,
         "",
