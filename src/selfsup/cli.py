@@ -121,6 +121,12 @@ def _parser() -> argparse.ArgumentParser:
         help="tune the mlp protocol's learning rate, dropout and width for the "
         "embeddings and for the raw input separately, on a validation split of the training rows",
     )
+    ev.add_argument(
+        "--pool",
+        choices=("flatten", "mean", "max"),
+        help="read an encoder with a pooling choice (tstcc-cnn) out another way than it was trained with; "
+        "the weights stay, the results are kept apart in the summary",
+    )
     ev.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     em = sub.add_parser("embed", help=COMMANDS["embed"], prog="selfsup embed")
@@ -418,6 +424,7 @@ def _cmd_eval(args) -> int:
         cache_features=args.cache_features,
         finetune_args=args.finetune_set,
         mlp_search=args.mlp_search,
+        pool=args.pool,
     )
     if args.json:
         print(json.dumps(result, indent=2))

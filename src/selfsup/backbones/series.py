@@ -328,6 +328,15 @@ class TSTCCEncoder(nn.Module):
         self.features_len = None if length is None else self.output_length(length, kernel_size, stride)
         self.feature_dim = out_channels * self.features_len if pool == "flatten" else out_channels
 
+    def set_pool(self, pool: str) -> None:
+        """Read the same feature map out another way (``flatten``, ``mean`` or ``max``); the weights stay."""
+        if pool not in ("flatten", "mean", "max"):
+            raise UsageError(f"tstcc-cnn pools by flatten, mean or max, not {pool!r}")
+        if pool == "flatten" and self.length is None:
+            raise UsageError("tstcc-cnn with pool=flatten needs the training length, which this encoder lacks")
+        self.pool = pool
+        self.feature_dim = self.out_channels * self.features_len if pool == "flatten" else self.out_channels
+
     @staticmethod
     def output_length(length: int, kernel_size: int = 8, stride: int = 1) -> int:
         """Time steps left after the three blocks (the configs' ``features_len``, 18 for HAR's 128)."""

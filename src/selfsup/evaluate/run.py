@@ -71,6 +71,7 @@ def evaluate_run(
     cluster_restarts: int | None = None,
     finetune_args: FinetuneArgs | dict | None = None,
     mlp_search: bool = False,
+    pool: str | None = None,
 ) -> dict:
     """Run the evaluation ``protocols`` on the encoder of ``run_dir``; a JSON-ready dict.
 
@@ -80,7 +81,9 @@ def evaluate_run(
     for the i-th of ``lowshot_seeds``) and k-means; ``raw=False`` skips the raw-input baselines;
     ``finetune_args`` (a :class:`FinetuneArgs` or its fields as a dict) sets the fine-tuning
     protocol; ``mlp_search`` tunes the ``mlp`` protocol's learning rate, dropout and width for the
-    features and for the raw input separately, on a validation split of the training rows;
+    features and for the raw input separately, on a validation split of the training rows; ``pool``
+    reads an encoder with a pooling choice (``tstcc-cnn``: flatten, mean, max) out another way than it
+    was trained with, its results kept in the summary under ``"<dataset> (pool=<pool>)"``;
     ``write_summary=False`` leaves the run folder alone. The result holds ``run_dir``,
     ``method``, ``dataset``, ``protocols``, ``raw_name`` (what the baseline is), ``data`` (class
     count, split sizes, feature dimension), ``seconds`` per stage, and each protocol's part (see
@@ -94,6 +97,11 @@ def evaluate_run(
     run.require("encoder")
     device = resolve_device(device)
     encoder = load_encoder(run.path, device)
+    if pool is not None:
+        if not hasattr(encoder, "set_pool"):
+            name = (getattr(encoder, "backbone_spec", None) or {}).get("name", type(encoder).__name__)
+            raise UsageError(f"--pool applies to encoders with a pooling choice (tstcc-cnn); {name} has none")
+        encoder.set_pool(pool)
     modality = get_modality(encoder.modality)
     name = data or cfg.data.name
     options = dict(cfg.data.options) if data is None else {}
@@ -112,12 +120,13 @@ def evaluate_run(
     seconds = {}
 
     frozen = any(PROTOCOLS[p].frozen for p in protocols)
+    readout_name = dataset.name if pool is None else f"{dataset.name} (pool={pool})"  # cache and summary key
     start = time.perf_counter()
     transform = preprocess_fn(encoder)
     feats = {}
     for split, samples in (("train", dataset.train), ("test", dataset.test)) if frozen else ():
         feats[split] = _features(
-            run, encoder, samples, transform, dataset.name, split, cfg.eval.batch_size, device, cache_features
+            run, encoder, samples, transform, readout_name, split, cfg.eval.batch_size, device, cache_features
         )
     if frozen:
         seconds["features"] = round(time.perf_counter() - start, 3)
@@ -159,6 +168,7 @@ def evaluate_run(
             "n_test": len(dataset.test),
             "feature_dim": encoder.feature_dim,
         },
+        **({"pool": pool} if pool is not None else {}),
     }
     for protocol in protocols:
         start = time.perf_counter()
@@ -167,7 +177,7 @@ def evaluate_run(
     result["seconds"] = seconds
 
     if write_summary:
-        _merge_into_summary(run, dataset.name, protocols, result)
+        _merge_into_summary(run, readout_name, protocols, result)
     return result
 
 

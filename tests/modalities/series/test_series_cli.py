@@ -61,6 +61,55 @@ def test_every_series_method_end_to_end_from_the_cli(capsys, tmp_path, method):
         assert "6-channel series but the encoder takes 1 channels" in err
 
 
+def test_eval_reads_a_tstcc_encoder_out_by_another_pool(capsys, tmp_path):
+    import torch
+
+    from selfsup.encoder import load_encoder
+    from selfsup.modalities.series.sources import load_ucr
+
+    require("aeon")
+    run, plain = tmp_path / "tstcc", tmp_path / "ts2vec"
+    one_epoch = ["--epochs", "1", "--set", "eval.diagnose_every=0"]
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        "series-smoke",
+        "--method",
+        "tstcc",
+        *ARGS["tstcc"],
+        "--set",
+        "model.pool=flatten",
+        *one_epoch,
+        "--out",
+        run,
+    )
+    assert code == 0, err
+    results = {}
+    for pool in (None, "max", "mean"):
+        code, out, err = run_cli(
+            capsys, "eval", run, "--protocol", "knn", "--json", *(["--pool", pool] if pool else [])
+        )
+        assert code == 0, err
+        results[pool] = json.loads(out)
+    encoder = load_encoder(run)
+    assert results[None]["data"]["feature_dim"] == encoder.feature_dim == 128 * encoder.features_len
+    assert results["max"]["data"]["feature_dim"] == results["mean"]["data"]["feature_dim"] == 128
+    assert results["max"]["pool"] == "max" and "pool" not in results[None]
+    # each readout is kept apart in the summary; the trained one is not overwritten
+    kept = json.loads((run / "summary.json").read_text())["eval"]
+    assert {"ucr:ItalyPowerDemand", "ucr:ItalyPowerDemand (pool=max)", "ucr:ItalyPowerDemand (pool=mean)"} <= set(kept)
+    assert kept["ucr:ItalyPowerDemand"]["knn_top1"] == results[None]["knn_top1"]
+    # the same feature map, max-pooled over time: the weights are the trained ones
+    x = load_ucr("ItalyPowerDemand").test[:8]
+    h, _ = encoder.feature_map(x)
+    encoder.set_pool("max")
+    torch.testing.assert_close(encoder(x), h.amax(dim=-1))
+    code, _, err = run_cli(capsys, "train", "series-smoke", *one_epoch, "--out", plain)
+    assert code == 0, err
+    err = one_line_error(capsys, "eval", plain, "--pool", "max")
+    assert "--pool applies to encoders with a pooling choice" in err and "ts2vec-encoder" in err
+
+
 def _ts_file(tmp_path, name: str, edit) -> str:
     require("aeon")
     text = package_file("aeon", "datasets/data/GunPoint/GunPoint_TRAIN.ts").read_text()
