@@ -95,6 +95,12 @@ def main(argv=None) -> int:
     p.add_argument(
         "--device", default="cpu", help="cpu or cuda; rows say where they ran, the report marks non-CPU ones"
     )
+    p.add_argument(
+        "--reread-pool",
+        choices=("flatten", "mean", "max"),
+        help="score the finished runs of --methods in --runs again, read out with this pool (tstcc-cnn), "
+        "and append them as those units' rows; no training",
+    )
     p.add_argument("--report-only", action="store_true")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
@@ -114,7 +120,10 @@ def main(argv=None) -> int:
             print(f"another benchmarks.series is running on {args.runs}; wait for it or pass --runs", file=sys.stderr)
             return 2
         done = {(r["archive"], r["unit"]) for r in _read(log) if "error" not in r}
-        for phase in args.phases.split(";"):
+        for archive, unit in _reread_units(args, archives, methods):
+            record = _guard(archive, unit, lambda a=archive, m=unit: reread(a, m, args, _latest(_read(log))))
+            _append(log, {**record, "argv": argv})
+        for phase in args.phases.split(";") if args.reread_pool is None else ():
             units = [u for u in phase.split(",") if u == "baselines" or u in methods]
             for archive in archives:
                 for unit in units:
@@ -185,6 +194,31 @@ def run_method(archive: str, method: str, args, sets: tuple[str, ...] = (), eval
     }
 
 
+def _reread_units(args, archives: list[str], methods: list[str]) -> list[tuple[str, str]]:
+    if args.reread_pool is None:
+        return []
+    return [(a, m) for a in archives for m in methods if (Path(args.runs) / f"{m}-{a}" / "summary.json").is_file()]
+
+
+def reread(archive: str, method: str, args, latest: dict) -> dict:
+    """The unit's finished run scored again under the SVM protocol with ``--reread-pool``; its training
+    figures are the unit's last row's (the pool never enters TS-TCC's training: docs/methods/tstcc.md)."""
+    out = Path(args.runs) / f"{method}-{archive}"
+    trained = latest.get((archive, method), {})
+    start = time.perf_counter()
+    result = evaluate_run(out, protocols=["svm"], raw=False, device=args.device, pool=args.reread_pool)
+    keep = ("epochs", "steps", "batch_size", "train_seconds", "device")
+    return {
+        "svm_top1": result["svm_top1"],
+        "svm_C": result["svm"].get("C"),
+        **{k: trained[k] for k in keep if k in trained},
+        "feature_dim": result["data"]["feature_dim"],
+        "eval_seconds": round(time.perf_counter() - start, 1),
+        "pool": args.reread_pool,
+        "reread_from": str(out),
+    }
+
+
 def _guard(archive: str, unit: str, fn) -> dict:
     print(f"[{time.strftime('%H:%M:%S')}] {archive} {unit} ...", flush=True)
     try:
@@ -236,8 +270,9 @@ def _fmt(v, digits: int = 3) -> str:
 
 
 def _elsewhere(row: dict) -> str:
-    """The mark of a unit that ran on another device than these CPUs (rows before 2026-11-30 ran here)."""
-    return "" if row.get("device", "cpu") == "cpu" else " (G)"
+    """The marks of a unit that ran on another device than these CPUs (rows before 2026-11-30 ran
+    here), and of one whose finished run was scored again with another readout (``--reread-pool``)."""
+    return ("" if row.get("device", "cpu") == "cpu" else " (G)") + (" (R)" if "reread_from" in row else "")
 
 
 def markdown(rows: list[dict], report: dict, methods: list[str], archives: list[str]) -> str:
@@ -282,6 +317,7 @@ def markdown(rows: list[dict], report: dict, methods: list[str], archives: list[
             + " |"
         )
     devices = sorted({r["device"] for r in latest.values() if r.get("device", "cpu") != "cpu"})
+    pools = sorted({r["pool"] for r in latest.values() if "reread_from" in r})
     text = [
         "## Time series: SSL methods on the offline UCR/UEA archives (TS2Vec's SVM protocol)",
         "",
@@ -296,6 +332,14 @@ def markdown(rows: list[dict], report: dict, methods: list[str], archives: list[
         "steps, 600 above 100,000 values); 1-NN on the raw series (DTW with a full window). "
         f"Paper columns: {PAPER_SOURCE}.",
         *(["", f"(G): trained and evaluated on {', '.join(devices)}, not on these CPUs."] if devices else []),
+        *(
+            [
+                "",
+                f"(R): the unit's trained encoder scored again, read out with pool={', '.join(pools)} (no retraining).",
+            ]
+            if pools
+            else []
+        ),
         "",
         *lines,
         "",
