@@ -350,10 +350,31 @@ def markdown(rows: list[dict], report: dict, methods: list[str], archives: list[
         "",
         *times,
     ]
+    text += _reread_table(rows)
     if errors:
         text += ["", "Units that failed (see the JSON for the trace):", ""]
         text += [f"- {r['archive']} {r['unit']}: {r['error'][:200]}" for r in errors]
     return "\n".join(text) + "\n"
+
+
+def _reread_table(rows: list[dict]) -> list[str]:
+    """Each re-read unit beside the row it re-read (the last trained row of the unit before it)."""
+    lines, trained = [], {}
+    for r in rows:
+        if "error" in r:
+            continue
+        if "reread_from" not in r:
+            trained[(r["archive"], r["unit"])] = r
+        elif (r["archive"], r["unit"]) in trained:
+            before = trained[(r["archive"], r["unit"])]
+            lines.append(
+                f"| {r['archive']} | {NAMES.get(r['unit'], r['unit'])} | {_fmt(before.get('svm_top1'))} "
+                f"({before.get('feature_dim')}-d) | {_fmt(r['svm_top1'])} ({r['feature_dim']}-d, pool={r['pool']}) |"
+            )
+    if not lines:
+        return []
+    head = ["", "Re-read units: the same trained encoder, as trained and as re-read.", ""]
+    return head + ["| archive | method | as trained | re-read |", "|---|---|---|---|", *lines]
 
 
 if __name__ == "__main__":
