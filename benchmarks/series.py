@@ -208,6 +208,14 @@ def reread(archive: str, method: str, args, latest: dict) -> dict:
     start = time.perf_counter()
     result = evaluate_run(out, protocols=["svm"], raw=False, device=args.device, pool=args.reread_pool)
     keep = ("epochs", "steps", "batch_size", "train_seconds", "device")
+    if not trained:  # the unit was stopped after training, before its row: the run's own summary
+        summary = json.loads((out / "summary.json").read_text())
+        trained = {
+            "epochs": summary.get("epochs_done"),
+            "steps": (summary.get("epochs_done") or 0) * (summary.get("steps_per_epoch") or 0),
+            "batch_size": summary.get("batch_size"),
+            "train_seconds": summary.get("train_seconds"),  # the loop alone, without set-up
+        }
     return {
         "svm_top1": result["svm_top1"],
         "svm_C": result["svm"].get("C"),
