@@ -38,6 +38,7 @@ def test_svm_small_data_rule_fits_c_inf_without_a_search():
     x = coffee.train.flatten(1).double().numpy()
     model, chosen = fit_svm(x, coffee.train_labels.numpy())
     assert chosen == {"C": "inf", "searched": False} and np.isinf(model.C)
+    assert model.max_iter == -1  # the code's small-data SVC has no iteration cap
 
 
 def test_svm_searches_c_by_five_fold_cross_validation():
@@ -48,6 +49,7 @@ def test_svm_searches_c_by_five_fold_cross_validation():
     x, y = gun.train.flatten(1).double().numpy(), gun.train_labels.numpy()
     model, chosen = fit_svm(x, y)
     assert chosen["searched"] and float(chosen["C"]) in C_GRID
+    assert model.max_iter == 10_000_000  # the code's grid caps every fit, the refit best one too
     scores = {c: cross_val_score(SVC(C=c, gamma="scale"), x, y, cv=StratifiedKFold(5)).mean() for c in C_GRID}
     assert scores[model.C] == max(scores.values())  # the best of the grid (the first on ties)
     accuracy, _ = svm_accuracy(gun.train.flatten(1), gun.train_labels, gun.test.flatten(1), gun.test_labels)
