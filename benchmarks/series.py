@@ -97,9 +97,9 @@ def main(argv=None) -> int:
     )
     p.add_argument(
         "--reread-pool",
-        choices=("flatten", "mean", "max"),
-        help="score the finished runs of --methods in --runs again, read out with this pool (tstcc-cnn), "
-        "and append them as those units' rows; no training",
+        choices=("flatten", "mean", "max", "as-trained"),
+        help="score the finished runs of --methods in --runs again, read out with this pool (tstcc-cnn) or as "
+        "trained, and append them as those units' rows; no training",
     )
     p.add_argument("--report-only", action="store_true")
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -206,7 +206,8 @@ def reread(archive: str, method: str, args, latest: dict) -> dict:
     out = Path(args.runs) / f"{method}-{archive}"
     trained = latest.get((archive, method), {})
     start = time.perf_counter()
-    result = evaluate_run(out, protocols=["svm"], raw=False, device=args.device, pool=args.reread_pool)
+    pool = None if args.reread_pool == "as-trained" else args.reread_pool
+    result = evaluate_run(out, protocols=["svm"], raw=False, device=args.device, pool=pool)
     keep = ("epochs", "steps", "batch_size", "train_seconds", "device")
     if not trained:  # the unit was stopped after training, before its row: the run's own summary
         summary = json.loads((out / "summary.json").read_text())
