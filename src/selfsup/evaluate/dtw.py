@@ -6,9 +6,9 @@ DTW is the standard recurrence ``D[i, j] = c(i, j) + min(D[i-1, j], D[i, j-1], D
 (Sakoe & Chiba 1978). It runs one anti-diagonal ``i + j = d`` at a time for every pair of a chunk at
 once (the cells of a diagonal depend only on the two before it), so the Python loop runs over the
 ``Ta + Tb - 1`` diagonals, never over pairs or cells, and each diagonal is five vector passes over its
-cells. Series keep their own lengths (NaN
-padding after the end is never read): the distance of series of lengths ``n`` and ``m`` is
-``sqrt(D[n-1, m-1])``, and with unequal lengths the band is widened to ``|n - m|`` so a path exists.
+cells. Series keep their own lengths (NaN padding after the end is never read): the distance of series
+of lengths ``n`` and ``m`` is ``sqrt(D[n-1, m-1])``, and with unequal lengths the band is widened to
+``|n - m|`` so a path exists.
 Chunks hold series of similar lengths, cut to the longest among them.
 """
 
