@@ -183,15 +183,17 @@ def run_method(archive: str, method: str, args, sets: tuple[str, ...] = (), eval
     }
     if not evaluate:
         return row
+    svm_top1, svm_c, scored = _score(out, device)
+    return {"svm_top1": svm_top1, "svm_C": svm_c, **row, **scored}
+
+
+def _score(out: Path, device: str, pool: str | None = None) -> tuple:
+    """A finished run under the SVM protocol: its accuracy, the chosen C, and the feature size and
+    seconds taken."""
     start = time.perf_counter()
-    result = evaluate_run(out, protocols=["svm"], raw=False, device=device)
-    return {
-        "svm_top1": result["svm_top1"],
-        "svm_C": result["svm"].get("C"),
-        **row,
-        "feature_dim": result["data"]["feature_dim"],
-        "eval_seconds": round(time.perf_counter() - start, 1),
-    }
+    result = evaluate_run(out, protocols=["svm"], raw=False, device=device, pool=pool)
+    scored = {"feature_dim": result["data"]["feature_dim"], "eval_seconds": round(time.perf_counter() - start, 1)}
+    return result["svm_top1"], result["svm"].get("C"), scored
 
 
 def _reread_units(args, archives: list[str], methods: list[str]) -> list[tuple[str, str]]:
@@ -205,9 +207,8 @@ def reread(archive: str, method: str, args, latest: dict) -> dict:
     figures are the unit's last row's (the pool never enters TS-TCC's training: docs/methods/tstcc.md)."""
     out = Path(args.runs) / f"{method}-{archive}"
     trained = latest.get((archive, method), {})
-    start = time.perf_counter()
     pool = None if args.reread_pool == "as-trained" else args.reread_pool
-    result = evaluate_run(out, protocols=["svm"], raw=False, device=args.device, pool=pool)
+    svm_top1, svm_c, scored = _score(out, args.device, pool)
     keep = ("epochs", "steps", "batch_size", "train_seconds", "device")
     if not trained:  # the unit was stopped after training, before its row: the run's own summary
         summary = json.loads((out / "summary.json").read_text())
@@ -218,11 +219,10 @@ def reread(archive: str, method: str, args, latest: dict) -> dict:
             "train_seconds": summary.get("train_seconds"),  # the loop alone, without set-up
         }
     return {
-        "svm_top1": result["svm_top1"],
-        "svm_C": result["svm"].get("C"),
+        "svm_top1": svm_top1,
+        "svm_C": svm_c,
         **{k: trained[k] for k in keep if k in trained},
-        "feature_dim": result["data"]["feature_dim"],
-        "eval_seconds": round(time.perf_counter() - start, 1),
+        **scored,
         "pool": args.reread_pool,
         "reread_from": str(out),
     }
@@ -344,7 +344,7 @@ def markdown(rows: list[dict], report: dict, methods: list[str], archives: list[
         *(
             [
                 "",
-                f"(R): the unit's trained encoder scored again, read out with pool={', '.join(pools)} (no retraining).",
+                f"(R): the unit's trained encoder scored again (no retraining), read out: {', '.join(pools)}.",
             ]
             if pools
             else []
