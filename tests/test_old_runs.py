@@ -71,7 +71,19 @@ def test_an_old_checkpoint_resumes_to_the_encoder_the_old_code_finished_with(tmp
     mine = load_encoder(run).state_dict()
     old = load_encoder(FIXTURES / "finished").state_dict()
     assert mine.keys() == old.keys()
-    for key in mine:  # bit-identical on the machine that wrote the fixture; CPU kernels may differ elsewhere
-        torch.testing.assert_close(mine[key], old[key], rtol=1e-4, atol=1e-5, msg=key)
+    # Bit-identical on the machine that wrote the fixture, but another CPU's kernels round differently
+    # and the difference grows over the resumed epoch (an AVX-512 EPYC: up to 3e-4 per weight). So each
+    # tensor is held to 5% of what the old code's resumed epoch changed it by. Measured on that EPYC:
+    # 1.0% at most for the real resume; 78% (global) with the optimizer state left out and 86% with
+    # another augmentation RNG state, each worst tensor past 100%.
+    start = torch.load(FIXTURES / "stopped" / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    start = {key.removeprefix("backbone."): value for key, value in start["method"].items()}
+    for key in mine:
+        if not old[key].is_floating_point():
+            assert torch.equal(mine[key], old[key]), key
+            continue
+        moved = (old[key] - start[key]).norm()
+        assert moved > 0, key
+        assert (mine[key] - old[key]).norm() <= 0.05 * moved, (key, float((mine[key] - old[key]).norm() / moved))
     summary = json.loads((run / "summary.json").read_text())
     assert summary["finished"] and summary["knn_top1"] == pytest.approx(0.8472, abs=0.01)
