@@ -6,8 +6,9 @@
 #   benchmarks/gpu_check.sh OUT lightly [eager]  # call 2 (about 3 minutes): lightly's pipeline side by
 #                                            # side (selfsup's step captured, or eager if call 1's test failed)
 #   benchmarks/gpu_check.sh OUT tta EPOCHS   # the time-to-accuracy run alone, for EPOCHS epochs
-#   benchmarks/gpu_check.sh OUT series       # the series benchmark's units still missing (issue 16),
-#                                            # on CUDA, into a copy of its results file (under 10 minutes)
+#   benchmarks/gpu_check.sh OUT series       # the series benchmark's units that the results file of
+#                                            # SERIES_DATE lacks (issue 16; all there for 2026-11-29), on
+#                                            # CUDA, into a copy of that file (under 10 minutes)
 #   DRY=1 benchmarks/gpu_check.sh OUT check  # the same steps on the CPU at toy sizes (no GPU lent)
 #
 # check:   tests/test_cuda.py (the captured step's tests first); throughput.py for BYOL ResNet-18 at 32 px / batch 512, eager and
