@@ -8,6 +8,7 @@ before every checkpoint) fails the job.
 """
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -32,7 +33,11 @@ def main() -> None:
             recipe, ["data.subset=64", "train.batch_size=32", "train.log_every=1", "eval.diagnose_every=0"], epochs=1
         )
         summary = selfsup.train(cfg, out=out / method)  # checks that every rank holds the same parameters
-        print(json.dumps({"method": method, "finished": summary.get("finished")}), flush=True)
+        # One write of the whole line: both ranks share the pipe, and print() writes the line and its
+        # newline separately, so two ranks' lines could run together (seen once on a loaded machine).
+        rank = int(os.environ.get("RANK", 0))
+        sys.stdout.write(json.dumps({"method": method, "rank": rank, "finished": summary.get("finished")}) + "\n")
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -228,8 +228,9 @@ def test_every_method_trains_under_ddp_with_identical_ranks(tmp_path):
 
     worker = Path(__file__).with_name("_dist_all_methods.py")
     proc = _torchrun(2, str(worker), str(tmp_path), *METHODS, "dino-vit", timeout=1800)
-    done = [json.loads(line)["method"] for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert sorted(set(done)) == sorted([*METHODS, "dino-vit"])
+    reports = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    done = {(report["method"], report["rank"]) for report in reports}
+    assert done == {(method, rank) for method in [*METHODS, "dino-vit"] for rank in (0, 1)}
     for method in [*METHODS, "dino-vit"]:
         summary = json.loads((tmp_path / method / "summary.json").read_text())
         assert summary["finished"] and summary["world_size"] == 2, method
