@@ -183,17 +183,20 @@ def run_method(archive: str, method: str, args, sets: tuple[str, ...] = (), eval
     }
     if not evaluate:
         return row
-    svm_top1, svm_c, scored = _score(out, device)
-    return {"svm_top1": svm_top1, "svm_C": svm_c, **row, **scored}
+    return {**_score(out, device), **row}
 
 
-def _score(out: Path, device: str, pool: str | None = None) -> tuple:
-    """A finished run under the SVM protocol: its accuracy, the chosen C, and the feature size and
+def _score(out: Path, device: str, pool: str | None = None) -> dict:
+    """A finished run under the SVM protocol: its accuracy, the chosen C, the feature size and the
     seconds taken."""
     start = time.perf_counter()
     result = evaluate_run(out, protocols=["svm"], raw=False, device=device, pool=pool)
-    scored = {"feature_dim": result["data"]["feature_dim"], "eval_seconds": round(time.perf_counter() - start, 1)}
-    return result["svm_top1"], result["svm"].get("C"), scored
+    return {
+        "svm_top1": result["svm_top1"],
+        "svm_C": result["svm"].get("C"),
+        "feature_dim": result["data"]["feature_dim"],
+        "eval_seconds": round(time.perf_counter() - start, 1),
+    }
 
 
 def _reread_units(args, archives: list[str], methods: list[str]) -> list[tuple[str, str]]:
@@ -208,7 +211,7 @@ def reread(archive: str, method: str, args, latest: dict) -> dict:
     out = Path(args.runs) / f"{method}-{archive}"
     trained = latest.get((archive, method), {})
     pool = None if args.reread_pool == "as-trained" else args.reread_pool
-    svm_top1, svm_c, scored = _score(out, args.device, pool)
+    scored = _score(out, args.device, pool)
     keep = ("epochs", "steps", "batch_size", "train_seconds", "device")
     if not trained:  # the unit was stopped after training, before its row: the run's own summary
         summary = json.loads((out / "summary.json").read_text())
@@ -219,10 +222,8 @@ def reread(archive: str, method: str, args, latest: dict) -> dict:
             "train_seconds": summary.get("train_seconds"),  # the loop alone, without set-up
         }
     return {
-        "svm_top1": svm_top1,
-        "svm_C": svm_c,
-        **{k: trained[k] for k in keep if k in trained},
         **scored,
+        **{k: trained[k] for k in keep if k in trained},
         "pool": args.reread_pool,
         "reread_from": str(out),
     }

@@ -29,9 +29,8 @@ def fit_svm(features: np.ndarray, labels: np.ndarray, seed: int = 0):
         raise UsageError("the svm protocol needs scikit-learn: pip install 'selfsup[report]'") from None
     classes = np.unique(labels).shape[0]
     n = features.shape[0]
-    svm = SVC(C=np.inf, gamma="scale")
     if n // classes < 5 or n < 50:  # the small-data rule: no search, C = inf
-        return svm.fit(features, labels), {"C": "inf", "searched": False}
+        return SVC(C=np.inf, gamma="scale").fit(features, labels), {"C": "inf", "searched": False}
     if n > MAX_SAMPLES:
         features, _, labels, _ = train_test_split(
             features, labels, train_size=MAX_SAMPLES, random_state=seed, stratify=labels
